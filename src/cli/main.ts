@@ -1,0 +1,289 @@
+import { Command, Option } from 'commander';
+import pino from 'pino';
+import { loadConfig, redactedSummary, type Config } from '../config/config.ts';
+import type { MemoryScope } from '../domain/memory/memory.types.ts';
+import { isScope } from '../domain/tenancy/api-key.service.ts';
+import type { Scope } from '../domain/tenancy/tenancy.types.ts';
+import { AppError, isAppError } from '../errors.ts';
+import { presentApiKey, presentHit, presentMemory, presentVersion } from '../http/schemas.ts';
+import { startServer } from '../main.ts';
+import { DataDirLock, readLock } from '../storage/local/data-dir-lock.ts';
+import { openDatabase } from '../storage/postgres/database.ts';
+import { Migrator } from '../storage/postgres/migrator.ts';
+import { withTarget, type Target } from './target.ts';
+
+const out = (s: string): void => {
+  process.stdout.write(`${s}\n`);
+};
+const json = (v: unknown): void => out(JSON.stringify(v, null, 2));
+
+let cachedConfig: Config | undefined;
+const config = (): Config => (cachedConfig ??= loadConfig(process.env));
+
+function scopeFrom(o: { user?: string; agent?: string; project?: string; session?: string }): MemoryScope {
+  return { user: o.user, agent: o.agent, project: o.project, session: o.session };
+}
+
+const scopeOptions = (c: Command) =>
+  c
+    .option('--user <id>', 'scope: user id')
+    .option('--agent <id>', 'scope: agent id')
+    .option('--project <id>', 'scope: project id')
+    .option('--session <id>', 'scope: session id');
+
+function parseDuration(s: string): Date {
+  const m = /^(\d+)([hdw])$/.exec(s);
+  if (m === null) throw new AppError('VALIDATION_FAILED', `--expires-in takes a number with h, d or w (e.g. 90d), not "${s}"`);
+  const hours = Number(m[1]) * (m[2] === 'h' ? 1 : m[2] === 'd' ? 24 : 168);
+  return new Date(Date.now() + hours * 3_600_000);
+}
+
+async function migrate(action: 'up' | 'down' | 'status' | 'verify', steps: number): Promise<void> {
+  const cfg = config();
+  if (cfg.store.kind === 'pglite') {
+    const holder = readLock(cfg.dataDir);
+    if (holder !== undefined) {
+      throw new AppError(
+        'STORE_LOCKED',
+        `The server (pid ${holder.pid}) is using ${cfg.dataDir}. Stop it first; it applies pending migrations itself when it starts.`,
+      );
+    }
+  }
+  const lock = cfg.store.kind === 'pglite' ? DataDirLock.acquire(cfg.dataDir) : undefined;
+  const db = await openDatabase(cfg.store);
+  try {
+    const migrator = new Migrator(db.adminDb, db.kind);
+    if (action === 'status') {
+      for (const s of await migrator.status()) {
+        out(`${String(s.version).padStart(4, '0')}  ${s.name.padEnd(24)} ${s.state.padEnd(12)} ${s.appliedAt?.toISOString() ?? ''}`);
+      }
+    } else if (action === 'verify') {
+      const r = await migrator.verify();
+      if (r.ok) out('ok: migrations applied unchanged; RLS enabled and forced on every tenant table');
+      else {
+        for (const p of r.problems) out(`problem: ${p}`);
+        process.exitCode = 1;
+      }
+    } else {
+      const runs = action === 'up' ? await migrator.up() : await migrator.down(steps);
+      if (runs.length === 0) out(action === 'up' ? 'nothing to apply: the schema is current' : 'nothing to roll back');
+      for (const r of runs) {
+        const checked = r.verified.map((v) => `${v.table}(${v.rows} rows)`).join(', ');
+        out(`${r.direction === 'up' ? 'applied' : 'rolled back'} ${String(r.version).padStart(4, '0')}_${r.name}${checked ? `; data verified: ${checked}` : ''}`);
+      }
+    }
+  } finally {
+    await db.close();
+    lock?.release();
+  }
+}
+
+async function onTarget(org: string, fn: (t: Target) => Promise<void>): Promise<void> {
+  await withTarget(config(), org, fn);
+}
+
+export function buildCli(): Command {
+  const program = new Command('engram')
+    .description('Engram: memory and code context for AI agents.\nStart with `engram serve` (or `npm start`).')
+    .showHelpAfterError();
+
+  program
+    .command('serve')
+    .description('Run the HTTP server (REST API, /docs, /health) on the configured store')
+    .action(async () => {
+      const server = await startServer(config());
+      const stop = (signal: string) => {
+        process.stderr.write(`\n${signal}: shutting down…\n`);
+        const force = setTimeout(() => process.exit(1), config().shutdownTimeoutMs).unref();
+        void server.stop().then(() => {
+          clearTimeout(force);
+          process.exit(0);
+        });
+      };
+      process.once('SIGINT', () => stop('SIGINT'));
+      process.once('SIGTERM', () => stop('SIGTERM'));
+    });
+
+  program
+    .command('config')
+    .description('Validate the configuration and print it with secrets redacted')
+    .action(() => json(redactedSummary(config())));
+
+  const mig = program.command('migrate').description('Database migrations (numbered, reversible)');
+  mig.command('up').description('Apply pending migrations').action(() => migrate('up', 0));
+  mig
+    .command('down')
+    .description('Roll back the latest migration(s)')
+    .option('--steps <n>', 'how many to roll back', '1')
+    .action((o: { steps: string }) => migrate('down', Math.max(1, Number(o.steps) || 1)));
+  mig.command('status').description('List migrations and whether each is applied').action(() => migrate('status', 0));
+  mig.command('verify').description('Check applied files are unchanged and RLS guards every tenant table').action(() => migrate('verify', 0));
+
+  const orgOpt = new Option('--org <slug>', 'org to act on when no server is running').default('default');
+
+  const keys = program.command('keys').description('API keys of your org');
+  keys
+    .command('create')
+    .description('Create an API key; its secret is printed once')
+    .requiredOption('--name <name>', 'a label, e.g. "ci" or "claude-desktop"')
+    .option('--scopes <list>', 'comma-separated: memories:read,memories:write,keys:admin (default: all)')
+    .option('--expires-in <duration>', 'e.g. 12h, 90d, 4w')
+    .addOption(orgOpt)
+    .action(async (o: { name: string; scopes?: string; expiresIn?: string; org: string }) => {
+      const scopes = o.scopes?.split(',').map((s) => s.trim());
+      const bad = scopes?.filter((s) => !isScope(s));
+      if (bad !== undefined && bad.length > 0) throw new AppError('VALIDATION_FAILED', `unknown scope(s): ${bad.join(', ')}`);
+      const expiresAt = o.expiresIn === undefined ? undefined : parseDuration(o.expiresIn);
+      await onTarget(o.org, async (t) => {
+        const r =
+          t.kind === 'http'
+            ? await t.call<{ key: unknown; secret: string }>('POST', '/v1/keys', { name: o.name, scopes, expiresAt })
+            : await t.engram.apiKeys
+                .create(t.ctx.orgId, { name: o.name, scopes: scopes as Scope[] | undefined, expiresAt })
+                .then((i) => ({ key: presentApiKey(i.key), secret: i.secret }));
+        json(r.key);
+        out(`\nsecret (shown once): ${r.secret}`);
+      });
+    });
+  keys
+    .command('list')
+    .description('List API keys (never their secrets)')
+    .addOption(orgOpt)
+    .action(async (o: { org: string }) =>
+      onTarget(o.org, async (t) => {
+        const items =
+          t.kind === 'http'
+            ? (await t.call<{ items: unknown[] }>('GET', '/v1/keys')).items
+            : (await t.engram.apiKeys.list(t.ctx)).map(presentApiKey);
+        json(items);
+      }),
+    );
+  keys
+    .command('revoke <id>')
+    .description('Revoke an API key now')
+    .addOption(orgOpt)
+    .action(async (id: string, o: { org: string }) =>
+      onTarget(o.org, async (t) => {
+        json(t.kind === 'http' ? await t.call('DELETE', `/v1/keys/${encodeURIComponent(id)}`) : presentApiKey(await t.engram.apiKeys.revoke(t.ctx, id)));
+      }),
+    );
+
+  const mem = program.command('memories').description('Add, search, get, list and delete memories');
+  scopeOptions(mem.command('add <content>').description('Remember something'))
+    .option('--tag <tag...>', 'tags (repeatable)')
+    .option('--metadata <json>', 'a JSON object')
+    .option('--source <source>', 'where it came from')
+    .addOption(orgOpt)
+    .action(async (content: string, o: { tag?: string[]; metadata?: string; source?: string; org: string } & MemoryScope) => {
+      let metadata: Record<string, unknown> | undefined;
+      if (o.metadata !== undefined) {
+        try {
+          metadata = JSON.parse(o.metadata) as Record<string, unknown>;
+        } catch {
+          throw new AppError('VALIDATION_FAILED', '--metadata must be a JSON object');
+        }
+      }
+      const body = { content, scope: scopeFrom(o), tags: o.tag, metadata, source: o.source };
+      await onTarget(o.org, async (t) => {
+        json(
+          t.kind === 'http'
+            ? await t.call('POST', '/v1/memories', body)
+            : await t.engram.memories.remember(t.ctx, body).then((r) => ({ ...presentMemory(r.memory), deduplicated: !r.created })),
+        );
+      });
+    });
+  scopeOptions(mem.command('search <query>').description('Search memories (hybrid by default)'))
+    .addOption(new Option('--mode <mode>', 'lexical | vector | hybrid').choices(['lexical', 'vector', 'hybrid']).default('hybrid'))
+    .option('--limit <n>', 'how many results', '10')
+    .option('--json', 'print the raw JSON answer')
+    .addOption(orgOpt)
+    .action(async (query: string, o: { mode: 'lexical' | 'vector' | 'hybrid'; limit: string; json?: boolean; org: string } & MemoryScope) => {
+      const body = { query, mode: o.mode, limit: Number(o.limit), scope: scopeFrom(o) };
+      await onTarget(o.org, async (t) => {
+        const r =
+          t.kind === 'http'
+            ? await t.call<{ results: Array<ReturnType<typeof presentHit>>; degraded: string[] }>('POST', '/v1/memories/search', body)
+            : await t.engram.search
+                .search(t.ctx, { query, mode: o.mode, limit: body.limit, filter: { scope: body.scope } })
+                .then((x) => ({ ...x, results: x.results.map(presentHit) }));
+        if (o.json === true) return json(r);
+        if (r.degraded.length > 0) out(`(degraded: ${r.degraded.join(', ')} unavailable)`);
+        if (r.results.length === 0) out('no results');
+        for (const h of r.results) {
+          const sig = Object.keys(h.signals).join('+');
+          out(`${h.score.toFixed(4)}  ${sig.padEnd(14)} ${h.memory.id}  ${h.memory.content.replace(/\s+/g, ' ').slice(0, 80)}`);
+        }
+      });
+    });
+  mem
+    .command('get <id>')
+    .description('Show one memory')
+    .option('--history', 'show every version')
+    .addOption(orgOpt)
+    .action(async (id: string, o: { history?: boolean; org: string }) =>
+      onTarget(o.org, async (t) => {
+        const route = `/v1/memories/${encodeURIComponent(id)}${o.history === true ? '/history' : ''}`;
+        if (t.kind === 'http') return json(await t.call('GET', route));
+        json(
+          o.history === true
+            ? { memoryId: id, versions: (await t.engram.memories.history(t.ctx, id)).map(presentVersion) }
+            : presentMemory(await t.engram.memories.get(t.ctx, id)),
+        );
+      }),
+    );
+  scopeOptions(mem.command('list').description('List memories, newest first'))
+    .option('--limit <n>', 'page size', '20')
+    .option('--cursor <cursor>', 'continue from a previous page')
+    .addOption(orgOpt)
+    .action(async (o: { limit: string; cursor?: string; org: string } & MemoryScope) =>
+      onTarget(o.org, async (t) => {
+        if (t.kind === 'http') {
+          const qs = new URLSearchParams({ limit: o.limit });
+          for (const k of ['user', 'agent', 'project', 'session'] as const) if (o[k] !== undefined) qs.set(k, o[k] ?? '');
+          if (o.cursor !== undefined) qs.set('cursor', o.cursor);
+          return json(await t.call('GET', `/v1/memories?${qs.toString()}`));
+        }
+        const page = await t.engram.memories.list(t.ctx, { scope: scopeFrom(o) }, Number(o.limit), o.cursor ?? null);
+        json({ items: page.items.map(presentMemory), nextCursor: page.nextCursor });
+      }),
+    );
+  mem
+    .command('delete <id>')
+    .description('Forget a memory (and its history)')
+    .addOption(orgOpt)
+    .action(async (id: string, o: { org: string }) =>
+      onTarget(o.org, async (t) => {
+        if (t.kind === 'http') await t.call('DELETE', `/v1/memories/${encodeURIComponent(id)}`);
+        else await t.engram.memories.forget(t.ctx, id);
+        out(`deleted ${id}`);
+      }),
+    );
+
+  program
+    .command('reembed')
+    .description('Embed memories that have no vector for the current model (after a model change or an outage)')
+    .action(async () => {
+      const cfg = config();
+      await withTarget(cfg, 'default', async (t) => {
+        if (t.kind === 'http') {
+          throw new AppError('STORE_LOCKED', 'The running server re-embeds in the background; stop it to run this by hand.');
+        }
+        const r = await t.engram.reembed.run((n) => process.stderr.write(`\rembedded ${n}`));
+        process.stderr.write('\n');
+        if (r.error !== undefined) throw r.error;
+        out(`embedded ${r.embedded} memories across ${r.orgs} org(s) with ${t.engram.embedder.model}`);
+      });
+    });
+  return program;
+}
+
+export async function runCli(argv: readonly string[]): Promise<void> {
+  try {
+    await buildCli().parseAsync([...argv]);
+  } catch (e) {
+    const msg = isAppError(e) ? `${e.code}: ${e.message}` : (e as Error).message;
+    process.stderr.write(`engram: ${msg}\n`);
+    if (!isAppError(e)) pino({ level: 'error' }, pino.destination(2)).error({ err: e }, 'unexpected error');
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,112 @@
+import { AppError, errors } from '../../errors.ts';
+import type { Embedder } from '../../ports/embedder.ts';
+import type { SystemStore, TenantDb } from '../../ports/tenant-db.ts';
+import type { RequestContext } from '../tenancy/tenancy.types.ts';
+import type { RankedMemory, SearchHit, SearchRequest, SearchResult, Signal } from './search.types.ts';
+
+export interface SearchLimits {
+  readonly searchQueryChars: number;
+  readonly searchLimit: number;
+}
+
+/** Reciprocal rank fusion constant (Cormack et al. 2009): damps the head of each list. */
+export const RRF_K = 60;
+const MAX_TERMS = 64;
+
+/** Lower-cased word tokens; the lexical signal matches any of them. */
+export function queryTerms(query: string): string[] {
+  const words = query.toLowerCase().normalize('NFKC').match(/[\p{L}\p{N}]+/gu) ?? [];
+  return [...new Set(words)].slice(0, MAX_TERMS);
+}
+
+/** Fuses ranked lists by reciprocal rank: score = Σ 1 / (k + rank). */
+export function fuse(lists: Partial<Record<Signal, readonly RankedMemory[]>>, limit: number): SearchHit[] {
+  const byId = new Map<string, { hit: SearchHit; signals: SearchHit['signals'] }>();
+  for (const [signal, list] of Object.entries(lists) as Array<[Signal, readonly RankedMemory[]]>) {
+    list.forEach((r, i) => {
+      const rank = i + 1;
+      const entry = byId.get(r.memory.id) ?? { hit: { memory: r.memory, score: 0, signals: {} }, signals: {} };
+      entry.signals = { ...entry.signals, [signal]: { rank, score: r.score } };
+      entry.hit = { memory: r.memory, score: entry.hit.score + 1 / (RRF_K + rank), signals: entry.signals };
+      byId.set(r.memory.id, entry);
+    });
+  }
+  return [...byId.values()]
+    .map((e) => e.hit)
+    .sort((a, b) => b.score - a.score || (a.memory.id < b.memory.id ? 1 : -1))
+    .slice(0, limit);
+}
+
+/**
+ * Lexical, vector and hybrid (RRF) search over memories. Every hit says which
+ * signals found it, with rank and score. In hybrid mode a failing embedder
+ * degrades the answer to lexical only and says so in `degraded`.
+ */
+export class SearchService {
+  constructor(
+    private readonly deps: {
+      readonly tenantDb: TenantDb;
+      readonly system: SystemStore;
+      readonly embedder: Embedder;
+      readonly limits: SearchLimits;
+      readonly onEmbedError?: (e: unknown) => void;
+    },
+  ) {}
+
+  async search(ctx: RequestContext, req: SearchRequest): Promise<SearchResult> {
+    const query = req.query.trim();
+    if (query.length === 0) throw errors.validation('query must not be empty', { field: 'query' });
+    if (query.length > this.deps.limits.searchQueryChars) {
+      throw errors.validation(`query is longer than ${this.deps.limits.searchQueryChars} characters`, {
+        field: 'query',
+        max: this.deps.limits.searchQueryChars,
+      });
+    }
+    const limit = req.limit ?? 10;
+    if (!Number.isInteger(limit) || limit < 1 || limit > this.deps.limits.searchLimit) {
+      throw errors.validation(`limit must be an integer from 1 to ${this.deps.limits.searchLimit}`, { field: 'limit' });
+    }
+    const mode = req.mode ?? 'hybrid';
+    const degraded: Signal[] = [];
+    const { embedder } = this.deps;
+
+    let vector: Float32Array | undefined;
+    if (mode !== 'lexical') {
+      try {
+        [vector] = await embedder.embed([query]);
+      } catch (e) {
+        if (mode === 'vector' || (e instanceof AppError && e.code === 'EMBEDDING_DIMENSION_MISMATCH')) throw e;
+        this.deps.onEmbedError?.(e);
+        degraded.push('vector');
+      }
+    }
+    const lexicalRanker = await this.deps.system.lexicalRanker();
+    const candidates = mode === 'hybrid' ? Math.min(Math.max(limit * 4, 40), 200) : limit;
+    const terms = queryTerms(query);
+
+    const lists = await this.deps.tenantDb.withTenant(ctx.orgId, async ({ memories }) => {
+      const out: Partial<Record<Signal, RankedMemory[]>> = {};
+      if (mode !== 'vector') out.lexical = await memories.searchLexical({ terms, limit: candidates, filter: req.filter });
+      if (vector !== undefined) {
+        out.vector = await memories.searchVector({
+          vector,
+          model: embedder.model,
+          dimension: embedder.dimension,
+          limit: candidates,
+          filter: req.filter,
+        });
+      }
+      return out;
+    });
+
+    const results: SearchHit[] =
+      mode === 'hybrid'
+        ? fuse(lists, limit)
+        : (lists[mode] ?? []).slice(0, limit).map((r, i) => ({
+            memory: r.memory,
+            score: r.score,
+            signals: { [mode]: { rank: i + 1, score: r.score } },
+          }));
+    return { results, mode, degraded, lexicalRanker, model: embedder.model };
+  }
+}

@@ -1,0 +1,39 @@
+import type { Memory, MemoryFilter } from '../memory/memory.types.ts';
+
+export type SearchMode = 'lexical' | 'vector' | 'hybrid';
+export type Signal = 'lexical' | 'vector';
+
+export interface SearchRequest {
+  readonly query: string;
+  readonly mode?: SearchMode | undefined;
+  readonly limit?: number | undefined;
+  readonly filter?: MemoryFilter | undefined;
+}
+
+/** How one signal ranked a hit: its 1-based rank and its raw score (higher is better). */
+export interface SignalScore {
+  readonly rank: number;
+  readonly score: number;
+}
+
+export interface SearchHit {
+  readonly memory: Memory;
+  /** Final score: the signal's score for single-signal modes, the RRF sum for hybrid. */
+  readonly score: number;
+  readonly signals: Partial<Record<Signal, SignalScore>>;
+}
+
+export interface SearchResult {
+  readonly results: readonly SearchHit[];
+  readonly mode: SearchMode;
+  /** Signals that were wanted but could not answer (e.g. the embedder is down). */
+  readonly degraded: readonly Signal[];
+  readonly lexicalRanker: 'bm25' | 'ts_rank_cd';
+  readonly model: string;
+}
+
+/** A ranked candidate from one signal, before fusion. */
+export interface RankedMemory {
+  readonly memory: Memory;
+  readonly score: number;
+}

@@ -1,0 +1,132 @@
+import { createHash } from 'node:crypto';
+import {
+  BrokenCircuitError,
+  CircuitState,
+  ConsecutiveBreaker,
+  ExponentialBackoff,
+  circuitBreaker,
+  handleAll,
+  handleWhen,
+  retry,
+  timeout,
+  TimeoutStrategy,
+  wrap,
+  type CircuitBreakerPolicy,
+  type IPolicy,
+} from 'cockatiel';
+import { AppError, errors } from '../errors.ts';
+import type { Cache } from '../ports/cache.ts';
+import { EMBED_MAX_BATCH, EMBED_MAX_CHARS, type Embedder } from '../ports/embedder.ts';
+
+export interface ResilienceOptions {
+  readonly timeoutMs: number;
+  readonly retries: number;
+  readonly breakerThreshold: number;
+  readonly halfOpenAfterMs: number;
+  readonly cacheTtlSeconds?: number;
+}
+
+export type BreakerState = 'closed' | 'open' | 'half-open' | 'isolated';
+
+/**
+ * Wraps a provider with what every embedder needs: inputs cut to
+ * {@link EMBED_MAX_CHARS}, batches of at most {@link EMBED_MAX_BATCH}, a
+ * content-hash cache keyed by model, and per batch a timeout, retries with
+ * jittered exponential backoff and a circuit breaker (cockatiel). The cache is
+ * best effort: if it fails, embedding goes on without it.
+ */
+export class ResilientEmbedder implements Embedder {
+  readonly provider: Embedder['provider'];
+  readonly model: string;
+  readonly dimension: number;
+  private readonly breaker: CircuitBreakerPolicy;
+  private readonly policy: IPolicy;
+  private readonly ttl: number;
+  readonly stats = { cacheHits: 0, cacheMisses: 0, batches: 0 };
+
+  constructor(
+    private readonly inner: Embedder,
+    private readonly cache: Cache,
+    opts: ResilienceOptions,
+  ) {
+    this.provider = inner.provider;
+    this.model = inner.model;
+    this.dimension = inner.dimension;
+    this.ttl = opts.cacheTtlSeconds ?? 7 * 24 * 3600;
+    this.breaker = circuitBreaker(handleAll, {
+      halfOpenAfter: opts.halfOpenAfterMs,
+      breaker: new ConsecutiveBreaker(opts.breakerThreshold),
+    });
+    // A wrong dimension or an open circuit will not get better by retrying.
+    const retryPolicy = retry(
+      handleWhen((e) => !(e instanceof BrokenCircuitError) && !(e instanceof AppError)),
+      { maxAttempts: opts.retries, backoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2_000 }) },
+    );
+    this.policy = wrap(retryPolicy, this.breaker, timeout(opts.timeoutMs, TimeoutStrategy.Aggressive));
+  }
+
+  get breakerState(): BreakerState {
+    switch (this.breaker.state) {
+      case CircuitState.Closed:
+        return 'closed';
+      case CircuitState.Open:
+        return 'open';
+      case CircuitState.HalfOpen:
+        return 'half-open';
+      default:
+        return 'isolated';
+    }
+  }
+
+  async embed(texts: readonly string[]): Promise<Float32Array[]> {
+    const inputs = texts.map((t) => (t.length > EMBED_MAX_CHARS ? t.slice(0, EMBED_MAX_CHARS) : t));
+    const keys = inputs.map((t) => `emb:${this.model}:${createHash('sha256').update(t).digest('base64url')}`);
+    const cached = await this.cache.getMany(keys).catch(() => keys.map(() => undefined));
+    const out: Array<Float32Array | undefined> = cached.map((b) =>
+      b !== undefined && b.byteLength === this.dimension * 4
+        ? new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength))
+        : undefined,
+    );
+    const missing = out.flatMap((v, i) => (v === undefined ? [i] : []));
+    this.stats.cacheHits += inputs.length - missing.length;
+    this.stats.cacheMisses += missing.length;
+    for (let start = 0; start < missing.length; start += EMBED_MAX_BATCH) {
+      const idx = missing.slice(start, start + EMBED_MAX_BATCH);
+      const vectors = await this.embedBatch(idx.map((i) => inputs[i] ?? ''));
+      const fresh: Array<readonly [string, Buffer]> = [];
+      idx.forEach((i, j) => {
+        const v = vectors[j];
+        if (v === undefined) return;
+        out[i] = v;
+        fresh.push([keys[i] ?? '', Buffer.from(v.buffer, v.byteOffset, v.byteLength)]);
+      });
+      await this.cache.setMany(fresh, this.ttl).catch(() => undefined);
+    }
+    return out.map((v) => {
+      if (v === undefined) throw errors.internal(new Error('embedding missing after batch'));
+      return v;
+    });
+  }
+
+  private async embedBatch(batch: string[]): Promise<Float32Array[]> {
+    this.stats.batches += 1;
+    let vectors: Float32Array[];
+    try {
+      vectors = await this.policy.execute(() => this.inner.embed(batch));
+    } catch (e) {
+      if (e instanceof AppError) throw e;
+      throw errors.embedderUnavailable(e);
+    }
+    if (vectors.length !== batch.length) {
+      throw errors.embedderUnavailable(new Error(`got ${vectors.length} vectors for ${batch.length} inputs`));
+    }
+    for (const v of vectors) {
+      if (v.length !== this.dimension) throw errors.dimensionMismatch(this.model, this.dimension, v.length);
+    }
+    return vectors;
+  }
+
+  async close(): Promise<void> {
+    await this.inner.close?.();
+  }
+}

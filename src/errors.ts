@@ -1,0 +1,79 @@
+/**
+ * One error type for the whole app. The domain throws `AppError`s made by the
+ * factories below; `http/` maps codes to statuses and `mcp/` to tool errors.
+ * `message` is always safe to show a client; internals go in `cause`.
+ */
+export type ErrorCode =
+  | 'VALIDATION_FAILED'
+  | 'UNAUTHENTICATED'
+  | 'FORBIDDEN'
+  | 'NOT_FOUND'
+  | 'MEMORY_NOT_FOUND'
+  | 'API_KEY_NOT_FOUND'
+  | 'ORG_NOT_FOUND'
+  | 'CONFLICT'
+  | 'PAYLOAD_TOO_LARGE'
+  | 'UNSUPPORTED_MEDIA_TYPE'
+  | 'EMBEDDING_DIMENSION_MISMATCH'
+  | 'EMBEDDER_UNAVAILABLE'
+  | 'TIMEOUT'
+  | 'UNAVAILABLE'
+  | 'STORE_LOCKED'
+  | 'CONFIG_INVALID'
+  | 'MIGRATION_FAILED'
+  | 'RATE_LIMITED'
+  | 'INTERNAL';
+
+export interface AppErrorOptions {
+  details?: unknown;
+  cause?: unknown;
+}
+
+export class AppError extends Error {
+  override readonly name = 'AppError';
+  readonly code: ErrorCode;
+  readonly details: unknown;
+
+  constructor(code: ErrorCode, message: string, options: AppErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.details = options.details;
+  }
+}
+
+export const isAppError = (e: unknown): e is AppError => e instanceof AppError;
+
+export const errors = {
+  validation: (message: string, details?: unknown) =>
+    new AppError('VALIDATION_FAILED', message, { details }),
+  unauthenticated: (message = 'A valid API key is required') =>
+    new AppError('UNAUTHENTICATED', message),
+  forbidden: (message = 'Not allowed') => new AppError('FORBIDDEN', message),
+  notFound: (kind: 'memory' | 'api key' | 'org' | 'resource', id: string) =>
+    new AppError(
+      kind === 'memory'
+        ? 'MEMORY_NOT_FOUND'
+        : kind === 'api key'
+          ? 'API_KEY_NOT_FOUND'
+          : kind === 'org'
+            ? 'ORG_NOT_FOUND'
+            : 'NOT_FOUND',
+      `No ${kind} with id ${id}`,
+      { details: { id } },
+    ),
+  conflict: (message: string, details?: unknown) =>
+    new AppError('CONFLICT', message, { details }),
+  dimensionMismatch: (model: string, expected: number, got: number) =>
+    new AppError(
+      'EMBEDDING_DIMENSION_MISMATCH',
+      `Model ${model} is registered with dimension ${expected} but produced ${got}; re-embed or register a new model name`,
+      { details: { model, expected, got } },
+    ),
+  embedderUnavailable: (cause?: unknown) =>
+    new AppError('EMBEDDER_UNAVAILABLE', 'The embedding service is unavailable', { cause }),
+  timeout: (what: string, cause?: unknown) =>
+    new AppError('TIMEOUT', `${what} timed out`, { cause }),
+  unavailable: (what: string, cause?: unknown) =>
+    new AppError('UNAVAILABLE', `${what} is unavailable`, { cause }),
+  internal: (cause?: unknown) => new AppError('INTERNAL', 'Internal error', { cause }),
+};

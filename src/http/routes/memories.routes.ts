@@ -1,0 +1,159 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { MemoryService } from '../../domain/memory/memory.service.ts';
+import type { MemoryFilter } from '../../domain/memory/memory.types.ts';
+import type { SearchService } from '../../domain/search/search.service.ts';
+import {
+  createMemoryBody,
+  errorBodySchema,
+  idParams,
+  listQuery,
+  memorySchema,
+  presentHit,
+  presentMemory,
+  presentVersion,
+  searchBody,
+  searchResponse,
+  updateMemoryBody,
+  versionSchema,
+} from '../schemas.ts';
+import { contextOf } from '../types.ts';
+
+const errorsFor = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, errorBodySchema]));
+const tags = ['memories'];
+
+export const memoryRoutes =
+  (deps: { memories: MemoryService; search: SearchService }): FastifyPluginAsyncZod =>
+  async (app) => {
+    app.post(
+      '/v1/memories',
+      {
+        config: { scope: 'memories:write' },
+        schema: {
+          tags,
+          summary: 'Remember: store a memory (exact duplicates in the same scope are returned, not stored twice)',
+          body: createMemoryBody,
+          response: {
+            200: memorySchema.extend({ deduplicated: z.literal(true) }),
+            201: memorySchema.extend({ deduplicated: z.literal(false) }),
+            ...errorsFor(400, 401, 403, 413),
+          },
+        },
+      },
+      async (req, reply) => {
+        const r = await deps.memories.remember(contextOf(req), req.body);
+        return r.created
+          ? reply.code(201).send({ ...presentMemory(r.memory), deduplicated: false as const })
+          : reply.code(200).send({ ...presentMemory(r.memory), deduplicated: true as const });
+      },
+    );
+
+    app.get(
+      '/v1/memories',
+      {
+        config: { scope: 'memories:read' },
+        schema: {
+          tags,
+          summary: 'List memories, newest first, with filters and a cursor',
+          querystring: listQuery,
+          response: {
+            200: z.object({ items: z.array(memorySchema), nextCursor: z.string().nullable() }),
+            ...errorsFor(400, 401, 403),
+          },
+        },
+      },
+      async (req) => {
+        const q = req.query;
+        const filter: MemoryFilter = {
+          scope: { user: q.user, agent: q.agent, project: q.project, session: q.session },
+          tags: q.tag,
+          metadata: q.metadata,
+          createdAfter: q.createdAfter,
+          createdBefore: q.createdBefore,
+          validAt: q.validAt,
+        };
+        const page = await deps.memories.list(contextOf(req), filter, q.limit, q.cursor ?? null);
+        return { items: page.items.map(presentMemory), nextCursor: page.nextCursor };
+      },
+    );
+
+    app.get(
+      '/v1/memories/:id',
+      {
+        config: { scope: 'memories:read' },
+        schema: { tags, summary: 'Get one memory', params: idParams, response: { 200: memorySchema, ...errorsFor(401, 403, 404) } },
+      },
+      async (req) => presentMemory(await deps.memories.get(contextOf(req), req.params.id)),
+    );
+
+    app.patch(
+      '/v1/memories/:id',
+      {
+        config: { scope: 'memories:write' },
+        schema: {
+          tags,
+          summary: 'Update a memory; the previous version is kept in its history',
+          params: idParams,
+          body: updateMemoryBody,
+          response: { 200: memorySchema, ...errorsFor(400, 401, 403, 404, 409) },
+        },
+      },
+      async (req) => {
+        const { expectedVersion, ...patch } = req.body;
+        return presentMemory(await deps.memories.update(contextOf(req), req.params.id, patch, expectedVersion));
+      },
+    );
+
+    app.delete(
+      '/v1/memories/:id',
+      {
+        config: { scope: 'memories:write' },
+        schema: { tags, summary: 'Forget a memory and its history', params: idParams, response: { 204: z.null(), ...errorsFor(401, 403, 404) } },
+      },
+      async (req, reply) => {
+        await deps.memories.forget(contextOf(req), req.params.id);
+        return reply.code(204).send(null);
+      },
+    );
+
+    app.get(
+      '/v1/memories/:id/history',
+      {
+        config: { scope: 'memories:read' },
+        schema: {
+          tags,
+          summary: 'Every version of a memory, oldest first; the last is current',
+          params: idParams,
+          response: { 200: z.object({ memoryId: z.string(), versions: z.array(versionSchema) }), ...errorsFor(401, 403, 404) },
+        },
+      },
+      async (req) => {
+        const versions = await deps.memories.history(contextOf(req), req.params.id);
+        return { memoryId: req.params.id, versions: versions.map(presentVersion) };
+      },
+    );
+
+    app.post(
+      '/v1/memories/search',
+      {
+        config: { scope: 'memories:read' },
+        schema: {
+          tags,
+          summary: 'Search memories: lexical, vector or hybrid (reciprocal rank fusion)',
+          body: searchBody,
+          response: { 200: searchResponse, ...errorsFor(400, 401, 403, 503) },
+        },
+      },
+      async (req, reply) => {
+        const b = req.body;
+        const r = await deps.search.search(contextOf(req), {
+          query: b.query,
+          mode: b.mode,
+          limit: b.limit,
+          filter: { scope: b.scope, ...b.filters },
+        });
+        if (r.degraded.length > 0) void reply.header('engram-degraded', r.degraded.join(','));
+        return { ...r, results: r.results.map(presentHit), degraded: [...r.degraded] };
+      },
+    );
+  };

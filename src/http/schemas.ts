@@ -1,0 +1,199 @@
+import { z } from 'zod';
+import type { Memory, MemoryVersion } from '../domain/memory/memory.types.ts';
+import type { SearchHit } from '../domain/search/search.types.ts';
+import type { ApiKey } from '../domain/tenancy/tenancy.types.ts';
+
+/** Wire schemas (zod → validation + OpenAPI) and presenters from domain objects. */
+
+const idText = z.string().trim().min(1).max(200);
+
+export const scopeSchema = z
+  .strictObject({
+    user: idText.optional(),
+    agent: idText.optional(),
+    project: idText.optional(),
+    session: idText.optional(),
+  })
+  .describe('Who the memory is about or for; free-form ids');
+
+const tag = z.string().trim().min(1).max(100);
+const metadataSchema = z.record(z.string(), z.unknown()).describe('Arbitrary JSON object');
+const isoDate = z.iso.datetime({ offset: true }).transform((s) => new Date(s));
+
+export const errorBodySchema = z.object({
+  error: z.object({
+    code: z.string(),
+    message: z.string(),
+    requestId: z.string(),
+    details: z.unknown().optional(),
+  }),
+});
+
+export const memorySchema = z.object({
+  id: z.string(),
+  scope: z.object({
+    user: z.string().optional(),
+    agent: z.string().optional(),
+    project: z.string().optional(),
+    session: z.string().optional(),
+  }),
+  content: z.string(),
+  contentHash: z.string(),
+  metadata: z.record(z.string(), z.unknown()),
+  tags: z.array(z.string()),
+  source: z.string().nullable(),
+  version: z.number().int(),
+  validFrom: z.string().nullable(),
+  validTo: z.string().nullable(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+export type MemoryJson = z.infer<typeof memorySchema>;
+
+export const presentMemory = (m: Memory): MemoryJson => ({
+  id: m.id,
+  scope: { ...m.scope },
+  content: m.content,
+  contentHash: m.contentHash,
+  metadata: m.metadata,
+  tags: [...m.tags],
+  source: m.source,
+  version: m.version,
+  validFrom: m.validFrom?.toISOString() ?? null,
+  validTo: m.validTo?.toISOString() ?? null,
+  createdAt: m.createdAt.toISOString(),
+  updatedAt: m.updatedAt.toISOString(),
+});
+
+export const createMemoryBody = z.strictObject({
+  content: z.string().min(1),
+  scope: scopeSchema.optional(),
+  metadata: metadataSchema.optional(),
+  tags: z.array(tag).max(100).optional(),
+  source: z.string().trim().min(1).max(200).optional(),
+  validFrom: isoDate.optional(),
+  validTo: isoDate.optional(),
+});
+
+export const updateMemoryBody = z
+  .strictObject({
+    content: z.string().min(1).optional(),
+    metadata: metadataSchema.optional(),
+    tags: z.array(tag).max(100).optional(),
+    source: z.string().trim().min(1).max(200).nullable().optional(),
+    validFrom: isoDate.nullable().optional(),
+    validTo: isoDate.nullable().optional(),
+    expectedVersion: z.number().int().min(1).optional().describe('Optimistic concurrency: fail with 409 if the memory moved on'),
+  })
+  .refine((b) => Object.keys(b).some((k) => k !== 'expectedVersion'), { message: 'nothing to update' });
+
+const filtersSchema = z.strictObject({
+  tags: z.array(tag).max(100).optional().describe('Every tag must be present'),
+  metadata: metadataSchema.optional().describe('JSON containment'),
+  createdAfter: isoDate.optional(),
+  createdBefore: isoDate.optional(),
+  validAt: isoDate.optional(),
+});
+
+export const searchBody = z.strictObject({
+  query: z.string().min(1),
+  mode: z.enum(['lexical', 'vector', 'hybrid']).optional(),
+  limit: z.number().int().min(1).optional(),
+  scope: scopeSchema.optional(),
+  filters: filtersSchema.optional(),
+});
+
+const oneOrMany = z.union([tag, z.array(tag)]).transform((v) => (Array.isArray(v) ? v : [v]));
+
+export const listQuery = z.strictObject({
+  user: idText.optional(),
+  agent: idText.optional(),
+  project: idText.optional(),
+  session: idText.optional(),
+  tag: oneOrMany.optional(),
+  metadata: z
+    .string()
+    .transform((s, ctx) => {
+      try {
+        const v: unknown = JSON.parse(s);
+        if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as Record<string, unknown>;
+      } catch {
+        // fall through to the issue below
+      }
+      ctx.addIssue({ code: 'custom', message: 'metadata must be a JSON object' });
+      return z.NEVER;
+    })
+    .optional(),
+  createdAfter: isoDate.optional(),
+  createdBefore: isoDate.optional(),
+  validAt: isoDate.optional(),
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  cursor: z.string().max(200).optional(),
+});
+
+export const idParams = z.strictObject({ id: z.string().min(1).max(100) });
+
+const signalScore = z.object({ rank: z.number().int(), score: z.number() });
+export const searchResponse = z.object({
+  results: z.array(
+    z.object({
+      memory: memorySchema,
+      score: z.number(),
+      signals: z.object({ lexical: signalScore.optional(), vector: signalScore.optional() }),
+    }),
+  ),
+  mode: z.enum(['lexical', 'vector', 'hybrid']),
+  degraded: z.array(z.enum(['lexical', 'vector'])),
+  lexicalRanker: z.enum(['bm25', 'ts_rank_cd']),
+  model: z.string(),
+});
+
+export const presentHit = (h: SearchHit) => ({ memory: presentMemory(h.memory), score: h.score, signals: h.signals });
+
+export const versionSchema = z.object({
+  version: z.number().int(),
+  scope: memorySchema.shape.scope,
+  content: z.string(),
+  metadata: z.record(z.string(), z.unknown()),
+  tags: z.array(z.string()),
+  source: z.string().nullable(),
+  validFrom: z.string().nullable(),
+  validTo: z.string().nullable(),
+  writtenAt: z.string(),
+  supersededAt: z.string().nullable(),
+});
+
+export const presentVersion = (v: MemoryVersion): z.infer<typeof versionSchema> => ({
+  version: v.version,
+  scope: { ...v.scope },
+  content: v.content,
+  metadata: v.metadata,
+  tags: [...v.tags],
+  source: v.source,
+  validFrom: v.validFrom?.toISOString() ?? null,
+  validTo: v.validTo?.toISOString() ?? null,
+  writtenAt: v.writtenAt.toISOString(),
+  supersededAt: v.supersededAt?.toISOString() ?? null,
+});
+
+export const apiKeySchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  prefix: z.string(),
+  scopes: z.array(z.string()),
+  createdAt: z.string(),
+  expiresAt: z.string().nullable(),
+  revokedAt: z.string().nullable(),
+  lastUsedAt: z.string().nullable(),
+});
+
+export const presentApiKey = (k: ApiKey): z.infer<typeof apiKeySchema> => ({
+  id: k.id,
+  name: k.name,
+  prefix: k.prefix,
+  scopes: [...k.scopes],
+  createdAt: k.createdAt.toISOString(),
+  expiresAt: k.expiresAt?.toISOString() ?? null,
+  revokedAt: k.revokedAt?.toISOString() ?? null,
+  lastUsedAt: k.lastUsedAt?.toISOString() ?? null,
+});

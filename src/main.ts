@@ -1,0 +1,220 @@
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import pino, { type Logger } from 'pino';
+import { buildApp } from './app.ts';
+import { redactedSummary, type Config } from './config/config.ts';
+import { MemoryService } from './domain/memory/memory.service.ts';
+import { ReembedService } from './domain/memory/reembed.service.ts';
+import { SearchService } from './domain/search/search.service.ts';
+import { ApiKeyService } from './domain/tenancy/api-key.service.ts';
+import { createEmbedder } from './embed/create-embedder.ts';
+import { ResilientEmbedder } from './embed/resilient-embedder.ts';
+import { Health } from './ops/health.ts';
+import type { Cache } from './ports/cache.ts';
+import { DataDirLock } from './storage/local/data-dir-lock.ts';
+import { LocalCache } from './storage/local/local-cache.ts';
+import { openDatabase, type Database } from './storage/postgres/database.ts';
+import { Migrator } from './storage/postgres/migrator.ts';
+import { PgSystemStore, PgTenantDb } from './storage/postgres/tenant-db.pg.ts';
+import { ValkeyCache } from './storage/valkey/valkey-cache.ts';
+
+/**
+ * The composition root: the only place that knows every concrete adapter.
+ * `openEngram` wires the store, cache, embedder and services (used by the
+ * server and by CLI commands that run without a server); `startServer` adds
+ * HTTP, the background re-embedder and graceful shutdown.
+ */
+export interface Engram {
+  readonly config: Config;
+  readonly database: Database;
+  readonly migrator: Migrator;
+  readonly system: PgSystemStore;
+  readonly cache: Cache;
+  readonly embedder: ResilientEmbedder;
+  readonly memories: MemoryService;
+  readonly search: SearchService;
+  readonly apiKeys: ApiKeyService;
+  readonly reembed: ReembedService;
+  /** Held while the embedded store is open; undefined on PostgreSQL. */
+  readonly lock: DataDirLock | undefined;
+  close(): Promise<void>;
+}
+
+export interface OpenOptions {
+  readonly log: Logger;
+  /** Apply pending migrations (default true). */
+  readonly migrate?: boolean;
+}
+
+async function openWithRetry(config: Config, log: Logger): Promise<Database> {
+  const deadline = Date.now() + (config.store.kind === 'postgres' ? 30_000 : 0);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const db = await openDatabase(config.store);
+      await db.ping();
+      return db;
+    } catch (e) {
+      if (Date.now() >= deadline) throw e;
+      const wait = Math.min(250 * 2 ** attempt, 4_000);
+      log.warn({ attempt, waitMs: wait, err: (e as Error).message }, 'database not reachable yet; retrying');
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+}
+
+export async function openEngram(config: Config, opts: OpenOptions): Promise<Engram> {
+  const { log } = opts;
+  mkdirSync(config.dataDir, { recursive: true });
+  const lock = config.store.kind === 'pglite' ? DataDirLock.acquire(config.dataDir) : undefined;
+  const closers: Array<() => Promise<void>> = [];
+  try {
+    const database = await openWithRetry(config, log);
+    closers.push(() => database.close());
+    const migrator = new Migrator(database.adminDb, database.kind);
+    if (opts.migrate !== false) {
+      const runs = await migrator.up();
+      for (const r of runs) log.info({ migration: `${r.version}_${r.name}` }, 'migration applied');
+    }
+
+    let cache: Cache;
+    if (config.valkeyUrl === undefined) {
+      cache = new LocalCache();
+    } else {
+      const valkey = new ValkeyCache(config.valkeyUrl);
+      await valkey.connect().catch((e: unknown) => {
+        log.warn({ err: (e as Error).message }, 'Valkey not reachable; caching will resume when it is');
+      });
+      cache = valkey;
+    }
+    closers.push(() => cache.close());
+
+    const provider = await createEmbedder(config.embedding, path.join(config.dataDir, 'models'));
+    const embedder = new ResilientEmbedder(provider, cache, {
+      timeoutMs: config.embedding.timeoutMs,
+      retries: config.embedding.retries,
+      breakerThreshold: config.embedding.breakerThreshold,
+      halfOpenAfterMs: config.embedding.breakerHalfOpenMs,
+    });
+    closers.push(() => embedder.close());
+
+    const system = new PgSystemStore(database.db, database.adminDb);
+    if (await migrator.isCurrent()) {
+      await system.registerEmbeddingModel({ name: embedder.model, provider: embedder.provider, dimension: embedder.dimension });
+    }
+    const ranker = await system.lexicalRanker().catch(() => 'ts_rank_cd' as const);
+    const tenantDb = new PgTenantDb(database.db, { hasBm25: () => ranker === 'bm25' });
+    const onEmbedError = (e: unknown) => log.warn({ err: (e as Error).message }, 'embedding failed; vector signal degraded');
+    const memories = new MemoryService({ tenantDb, embedder, limits: config.limits, onEmbedError });
+    const search = new SearchService({ tenantDb, system, embedder, limits: config.limits, onEmbedError });
+    const apiKeys = new ApiKeyService({ tenantDb, system });
+    const reembed = new ReembedService({ tenantDb, system, embedder });
+    return {
+      config,
+      database,
+      migrator,
+      system,
+      cache,
+      embedder,
+      memories,
+      search,
+      apiKeys,
+      reembed,
+      lock,
+      close: async () => {
+        for (const c of closers.reverse()) await c().catch(() => undefined);
+        lock?.release();
+      },
+    };
+  } catch (e) {
+    for (const c of closers.reverse()) await c().catch(() => undefined);
+    lock?.release();
+    throw e;
+  }
+}
+
+export function createLogger(config: Config): Logger {
+  return pino({
+    level: config.logLevel,
+    redact: { paths: ['req.headers.authorization', '*.apiKey', '*.secret', '*.password'], censor: '***' },
+  });
+}
+
+export interface RunningServer {
+  readonly url: string;
+  readonly engram: Engram;
+  stop(): Promise<void>;
+}
+
+export async function startServer(config: Config, log: Logger = createLogger(config)): Promise<RunningServer> {
+  log.info({ config: redactedSummary(config) }, 'starting Engram');
+  const engram = await openEngram(config, { log });
+  const { apiKeys, database, migrator } = engram;
+
+  const boot = await apiKeys.bootstrap();
+  if (boot.adminKey !== undefined) {
+    const keyFile = path.join(config.dataDir, 'admin.key');
+    writeFileSync(keyFile, `${boot.adminKey}\n`, { mode: 0o600 });
+    chmodSync(keyFile, 0o600);
+    process.stdout.write(
+      `\n  Engram created the org "default" and an admin API key (shown once):\n\n    ${boot.adminKey}\n\n` +
+        `  It is also saved in ${keyFile} (mode 0600).\n\n`,
+    );
+  }
+
+  let migrationsCurrent = await migrator.isCurrent();
+  const health = new Health([
+    { name: 'store', check: () => database.ping() },
+    {
+      name: 'migrations',
+      check: async () => {
+        if (!migrationsCurrent) migrationsCurrent = await migrator.isCurrent();
+        if (!migrationsCurrent) throw new Error('migrations pending: run `engram migrate up`');
+      },
+    },
+  ]);
+
+  const app = await buildApp({
+    memories: engram.memories,
+    search: engram.search,
+    apiKeys,
+    health,
+    bodyLimit: config.limits.bodyBytes,
+    logger: log,
+  });
+  const address = await app.listen({ host: config.host, port: config.port });
+  const url = config.port === 0 ? address : `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
+  // The lock taken by openEngram now also tells CLI commands where we listen.
+  engram.lock?.setUrl(url);
+  log.info({ url }, `Engram listening on ${url}`);
+
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<unknown> = Promise.resolve();
+  const tick = () => {
+    running = engram.reembed
+      .run()
+      .then((r) => {
+        if (r.embedded > 0) log.info({ embedded: r.embedded }, 're-embedded memories');
+        if (r.error !== undefined) log.warn({ err: (r.error as Error).message }, 're-embed paused; will retry');
+      })
+      .finally(() => {
+        if (timer !== undefined) timer = setTimeout(tick, config.reembedIntervalMs);
+      });
+  };
+  if (config.reembedIntervalMs > 0) timer = setTimeout(tick, 1_000);
+
+  let stopped = false;
+  return {
+    url,
+    engram,
+    stop: async () => {
+      if (stopped) return;
+      stopped = true;
+      health.markShuttingDown();
+      clearTimeout(timer);
+      timer = undefined;
+      await app.close();
+      await running.catch(() => undefined);
+      await engram.close();
+    },
+  };
+}

@@ -1,0 +1,13 @@
+/**
+ * A byte cache for fast, disposable data (embeddings, lookups). Never the only
+ * copy of anything: a miss must always be recoverable. Implementations:
+ * `LocalCache` (in-process LRU, the embedded default) and `ValkeyCache`.
+ */
+export interface Cache {
+  readonly kind: 'local' | 'valkey';
+  getMany(keys: readonly string[]): Promise<Array<Buffer | undefined>>;
+  setMany(entries: ReadonlyArray<readonly [string, Buffer]>, ttlSeconds: number): Promise<void>;
+  delete(key: string): Promise<void>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,509 @@
+import { createHash } from 'node:crypto';
+import { sql, type Kysely, type RawBuilder, type Selectable, type Transaction } from 'kysely';
+import type {
+  Memory,
+  MemoryFilter,
+  MemoryPatch,
+  MemoryVersion,
+  Page,
+} from '../../domain/memory/memory.types.ts';
+import type { RankedMemory } from '../../domain/search/search.types.ts';
+import type { ApiKey, Org, Scope } from '../../domain/tenancy/tenancy.types.ts';
+import { errors } from '../../errors.ts';
+import type {
+  ApiKeyCredential,
+  ApiKeyStore,
+  EmbeddingRow,
+  LexicalQuery,
+  MemoryRow,
+  MemoryStore,
+  SystemStore,
+  TenantDb,
+  TenantStores,
+  VectorQuery,
+} from '../../ports/tenant-db.ts';
+import { guard } from './pg-errors.ts';
+import type { ApiKeysTable, DB, MemoriesTable } from './schema.ts';
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export const isUuid = (s: string): boolean => UUID_RE.test(s);
+
+/**
+ * `withTenant` on Postgres: one transaction, switched to the non-owner role
+ * `engram_app`, with `app.current_org_id` set for that transaction only. RLS
+ * policies read that setting, so even a query that forgot its org filter
+ * cannot see another org's rows.
+ */
+export class PgTenantDb implements TenantDb {
+  constructor(
+    private readonly db: Kysely<DB>,
+    private readonly opts: { hasBm25: () => boolean },
+  ) {}
+
+  async withTenant<T>(orgId: string, fn: (stores: TenantStores) => Promise<T>): Promise<T> {
+    if (!isUuid(orgId)) throw errors.validation('org id must be a UUID');
+    return guard(() =>
+      this.db.transaction().execute(async (tx) => {
+        await sql`SELECT set_config('role', 'engram_app', true), set_config('app.current_org_id', ${orgId}, true)`.execute(tx);
+        return fn({
+          memories: new PgMemoryStore(tx, orgId, this.opts.hasBm25()),
+          apiKeys: new PgApiKeyStore(tx, orgId),
+        });
+      }),
+    );
+  }
+}
+
+const MEMORY_COLUMNS = [
+  'id',
+  'scope_user',
+  'scope_agent',
+  'scope_project',
+  'scope_session',
+  'content',
+  'content_hash',
+  'metadata',
+  'tags',
+  'source',
+  'version',
+  'valid_from',
+  'valid_to',
+  'created_at',
+  'updated_at',
+] as const;
+const MEMORY_COLUMNS_SQL = sql.raw(MEMORY_COLUMNS.map((c) => `m.${c}`).join(', '));
+
+type MemoryRecord = Pick<Selectable<MemoriesTable>, (typeof MEMORY_COLUMNS)[number]>;
+
+function toMemory(r: MemoryRecord): Memory {
+  const scope: Record<string, string> = {};
+  if (r.scope_user !== null) scope.user = r.scope_user;
+  if (r.scope_agent !== null) scope.agent = r.scope_agent;
+  if (r.scope_project !== null) scope.project = r.scope_project;
+  if (r.scope_session !== null) scope.session = r.scope_session;
+  return {
+    id: r.id,
+    scope,
+    content: r.content,
+    contentHash: r.content_hash,
+    metadata: r.metadata,
+    tags: r.tags,
+    source: r.source,
+    version: r.version,
+    validFrom: r.valid_from,
+    validTo: r.valid_to,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+export const vectorLiteral = (v: Float32Array): string => `[${Array.from(v).join(',')}]`;
+
+function encodeCursor(id: string): string {
+  return Buffer.from(id, 'utf8').toString('base64url');
+}
+function decodeCursor(cursor: string): string {
+  const id = Buffer.from(cursor, 'base64url').toString('utf8');
+  if (!isUuid(id)) throw errors.validation('cursor is not valid', { field: 'cursor' });
+  return id;
+}
+
+/** SQL conditions for a filter over alias `m`, always including the org. */
+function filterSql(orgId: string, f: MemoryFilter | undefined): RawBuilder<unknown> {
+  const parts: RawBuilder<unknown>[] = [sql`m.org_id = ${orgId}`];
+  const s = f?.scope;
+  if (s?.user !== undefined) parts.push(sql`m.scope_user = ${s.user}`);
+  if (s?.agent !== undefined) parts.push(sql`m.scope_agent = ${s.agent}`);
+  if (s?.project !== undefined) parts.push(sql`m.scope_project = ${s.project}`);
+  if (s?.session !== undefined) parts.push(sql`m.scope_session = ${s.session}`);
+  if (f?.tags !== undefined && f.tags.length > 0) parts.push(sql`m.tags @> ${[...f.tags]}::text[]`);
+  if (f?.metadata !== undefined) parts.push(sql`m.metadata @> ${JSON.stringify(f.metadata)}::jsonb`);
+  if (f?.createdAfter !== undefined) parts.push(sql`m.created_at >= ${f.createdAfter}`);
+  if (f?.createdBefore !== undefined) parts.push(sql`m.created_at < ${f.createdBefore}`);
+  if (f?.validAt !== undefined) {
+    parts.push(
+      sql`(m.valid_from IS NULL OR m.valid_from <= ${f.validAt}) AND (m.valid_to IS NULL OR m.valid_to > ${f.validAt})`,
+    );
+  }
+  return sql.join(parts, sql` AND `);
+}
+
+export class PgMemoryStore implements MemoryStore {
+  constructor(
+    private readonly tx: Transaction<DB>,
+    private readonly orgId: string,
+    private readonly bm25: boolean,
+  ) {}
+
+  async insertMemory(row: MemoryRow): Promise<{ memory: Memory; created: boolean }> {
+    const inserted = await this.tx
+      .insertInto('memories')
+      .values({
+        org_id: this.orgId,
+        id: row.id,
+        scope_user: row.scope.user ?? null,
+        scope_agent: row.scope.agent ?? null,
+        scope_project: row.scope.project ?? null,
+        scope_session: row.scope.session ?? null,
+        scope_key: row.scopeKey,
+        content: row.content,
+        content_hash: row.contentHash,
+        metadata: JSON.stringify(row.metadata),
+        tags: [...row.tags],
+        source: row.source,
+        valid_from: row.validFrom,
+        valid_to: row.validTo,
+      })
+      .onConflict((oc) => oc.columns(['org_id', 'scope_key', 'content_hash']).doNothing())
+      .returning(MEMORY_COLUMNS)
+      .executeTakeFirst();
+    if (inserted !== undefined) return { memory: toMemory(inserted), created: true };
+    const existing = await this.tx
+      .selectFrom('memories')
+      .select(MEMORY_COLUMNS)
+      .where('org_id', '=', this.orgId)
+      .where('scope_key', '=', row.scopeKey)
+      .where('content_hash', '=', row.contentHash)
+      .executeTakeFirstOrThrow();
+    return { memory: toMemory(existing), created: false };
+  }
+
+  async findMemory(id: string): Promise<Memory | undefined> {
+    if (!isUuid(id)) return undefined;
+    const r = await this.tx
+      .selectFrom('memories')
+      .select(MEMORY_COLUMNS)
+      .where('org_id', '=', this.orgId)
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return r === undefined ? undefined : toMemory(r);
+  }
+
+  async findMemories(filter: MemoryFilter, limit: number, cursor: string | null): Promise<Page<Memory>> {
+    const after = cursor === null ? sql`TRUE` : sql`m.id < ${decodeCursor(cursor)}`;
+    const r = await sql<MemoryRecord>`
+      SELECT ${MEMORY_COLUMNS_SQL} FROM memories m
+      WHERE ${filterSql(this.orgId, filter)} AND ${after}
+      ORDER BY m.id DESC LIMIT ${limit + 1}`.execute(this.tx);
+    const items = r.rows.slice(0, limit).map(toMemory);
+    const last = items.at(-1);
+    return { items, nextCursor: r.rows.length > limit && last !== undefined ? encodeCursor(last.id) : null };
+  }
+
+  async updateMemory(
+    id: string,
+    patch: MemoryPatch & { contentHash?: string },
+    expectedVersion?: number,
+  ): Promise<Memory | undefined> {
+    if (!isUuid(id)) return undefined;
+    const current = await this.tx
+      .selectFrom('memories')
+      .selectAll()
+      .where('org_id', '=', this.orgId)
+      .where('id', '=', id)
+      .forUpdate()
+      .executeTakeFirst();
+    if (current === undefined) return undefined;
+    if (expectedVersion !== undefined && expectedVersion !== current.version) {
+      throw errors.conflict(`Memory ${id} is at version ${current.version}, not ${expectedVersion}`, {
+        currentVersion: current.version,
+      });
+    }
+    await this.tx
+      .insertInto('memory_history')
+      .values({
+        org_id: this.orgId,
+        memory_id: id,
+        version: current.version,
+        scope_user: current.scope_user,
+        scope_agent: current.scope_agent,
+        scope_project: current.scope_project,
+        scope_session: current.scope_session,
+        content: current.content,
+        content_hash: current.content_hash,
+        metadata: JSON.stringify(current.metadata),
+        tags: current.tags,
+        source: current.source,
+        valid_from: current.valid_from,
+        valid_to: current.valid_to,
+        written_at: current.updated_at,
+      })
+      .execute();
+    const updated = await this.tx
+      .updateTable('memories')
+      .set({
+        ...(patch.content !== undefined ? { content: patch.content } : {}),
+        ...(patch.contentHash !== undefined ? { content_hash: patch.contentHash } : {}),
+        ...(patch.metadata !== undefined ? { metadata: JSON.stringify(patch.metadata) } : {}),
+        ...(patch.tags !== undefined ? { tags: [...patch.tags] } : {}),
+        ...(patch.source !== undefined ? { source: patch.source } : {}),
+        ...(patch.validFrom !== undefined ? { valid_from: patch.validFrom } : {}),
+        ...(patch.validTo !== undefined ? { valid_to: patch.validTo } : {}),
+        version: sql<number>`version + 1`,
+        updated_at: sql<Date>`now()`,
+      })
+      .where('org_id', '=', this.orgId)
+      .where('id', '=', id)
+      .returning(MEMORY_COLUMNS)
+      .executeTakeFirstOrThrow();
+    return toMemory(updated);
+  }
+
+  async deleteMemory(id: string): Promise<boolean> {
+    if (!isUuid(id)) return false;
+    const r = await this.tx
+      .deleteFrom('memories')
+      .where('org_id', '=', this.orgId)
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return r.numDeletedRows > 0n;
+  }
+
+  async findHistory(id: string): Promise<MemoryVersion[] | undefined> {
+    const current = await this.findMemory(id);
+    if (current === undefined) return undefined;
+    const rows = await this.tx
+      .selectFrom('memory_history')
+      .selectAll()
+      .where('org_id', '=', this.orgId)
+      .where('memory_id', '=', id)
+      .orderBy('version', 'asc')
+      .execute();
+    const past: MemoryVersion[] = rows.map((r) => ({
+      version: r.version,
+      scope: toMemory({ ...r, id, version: r.version, created_at: r.written_at, updated_at: r.written_at }).scope,
+      content: r.content,
+      metadata: r.metadata,
+      tags: r.tags,
+      source: r.source,
+      validFrom: r.valid_from,
+      validTo: r.valid_to,
+      writtenAt: r.written_at,
+      supersededAt: r.superseded_at,
+    }));
+    return [
+      ...past,
+      {
+        version: current.version,
+        scope: current.scope,
+        content: current.content,
+        metadata: current.metadata,
+        tags: current.tags,
+        source: current.source,
+        validFrom: current.validFrom,
+        validTo: current.validTo,
+        writtenAt: current.updatedAt,
+        supersededAt: null,
+      },
+    ];
+  }
+
+  async upsertEmbeddings(rows: readonly EmbeddingRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    await this.tx
+      .insertInto('memory_embeddings')
+      .values(
+        rows.map((r) => ({
+          org_id: this.orgId,
+          memory_id: r.memoryId,
+          model: r.model,
+          content_hash: r.contentHash,
+          embedding: vectorLiteral(r.vector),
+        })),
+      )
+      .onConflict((oc) =>
+        oc.columns(['org_id', 'memory_id', 'model']).doUpdateSet((eb) => ({
+          content_hash: eb.ref('excluded.content_hash'),
+          embedding: eb.ref('excluded.embedding'),
+          created_at: sql<Date>`now()`,
+        })),
+      )
+      .execute();
+  }
+
+  async findMissingEmbeddings(model: string, limit: number) {
+    const r = await sql<{ id: string; content: string; content_hash: string }>`
+      SELECT m.id, m.content, m.content_hash FROM memories m
+      LEFT JOIN memory_embeddings e ON e.org_id = m.org_id AND e.memory_id = m.id AND e.model = ${model}
+      WHERE m.org_id = ${this.orgId} AND (e.memory_id IS NULL OR e.content_hash <> m.content_hash)
+      ORDER BY m.id LIMIT ${limit}`.execute(this.tx);
+    return r.rows.map((x) => ({ id: x.id, content: x.content, contentHash: x.content_hash }));
+  }
+
+  async searchLexical(q: LexicalQuery): Promise<RankedMemory[]> {
+    if (q.terms.length === 0) return [];
+    // OR of the terms: ranking, not the match, decides relevance.
+    const tsquery = q.terms.map((t) => `'${t.replaceAll("'", "''")}'`).join(' | ');
+    const score = this.bm25
+      ? sql`-(m.content <@> to_bm25query(${q.terms.join(' ')}, 'memories_bm25'))`
+      : sql`ts_rank_cd(m.search_tsv, q.q, 32)`;
+    const r = await sql<MemoryRecord & { score: number }>`
+      WITH q AS (SELECT to_tsquery('english', ${tsquery}) AS q)
+      SELECT ${MEMORY_COLUMNS_SQL}, (${score})::float8 AS score FROM memories m, q
+      WHERE m.search_tsv @@ q.q AND ${filterSql(this.orgId, q.filter)}
+      ORDER BY score DESC, m.id DESC LIMIT ${q.limit}`.execute(this.tx);
+    return r.rows.map((row) => ({ memory: toMemory(row), score: Number(row.score) }));
+  }
+
+  async searchVector(q: VectorQuery): Promise<RankedMemory[]> {
+    if (q.vector.length !== q.dimension) throw errors.dimensionMismatch(q.model, q.dimension, q.vector.length);
+    const dim = sql.raw(String(Math.trunc(q.dimension)));
+    const vec = vectorLiteral(q.vector);
+    await sql`SELECT set_config('hnsw.ef_search', '100', true), set_config('hnsw.iterative_scan', 'relaxed_order', true)`.execute(this.tx);
+    const r = await sql<MemoryRecord & { distance: number }>`
+      SELECT ${MEMORY_COLUMNS_SQL}, (e.embedding::vector(${dim}) <=> ${vec}::vector(${dim}))::float8 AS distance
+      FROM memory_embeddings e JOIN memories m ON m.org_id = e.org_id AND m.id = e.memory_id
+      WHERE e.org_id = ${this.orgId} AND e.model = ${sql.lit(q.model)} AND e.content_hash = m.content_hash
+        AND ${filterSql(this.orgId, q.filter)}
+      ORDER BY e.embedding::vector(${dim}) <=> ${vec}::vector(${dim}) LIMIT ${q.limit}`.execute(this.tx);
+    // relaxed_order iterative scans may return slightly out of order.
+    return r.rows
+      .map((row) => ({ memory: toMemory(row), score: 1 - Number(row.distance) }))
+      .sort((a, b) => b.score - a.score);
+  }
+}
+
+function toApiKey(r: Selectable<ApiKeysTable>): ApiKey {
+  return {
+    id: r.id,
+    name: r.name,
+    prefix: r.prefix,
+    scopes: r.scopes as Scope[],
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+    revokedAt: r.revoked_at,
+    lastUsedAt: r.last_used_at,
+  };
+}
+
+export class PgApiKeyStore implements ApiKeyStore {
+  constructor(
+    private readonly tx: Transaction<DB>,
+    private readonly orgId: string,
+  ) {}
+
+  async insertKey(row: Parameters<ApiKeyStore['insertKey']>[0]): Promise<ApiKey> {
+    const r = await this.tx
+      .insertInto('api_keys')
+      .values({
+        org_id: this.orgId,
+        id: row.id,
+        name: row.name,
+        prefix: row.prefix,
+        secret_hash: row.secretHash,
+        scopes: [...row.scopes],
+        expires_at: row.expiresAt,
+      })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return toApiKey(r);
+  }
+
+  async findKeys(): Promise<ApiKey[]> {
+    const rows = await this.tx
+      .selectFrom('api_keys')
+      .selectAll()
+      .where('org_id', '=', this.orgId)
+      .orderBy('created_at', 'desc')
+      .execute();
+    return rows.map(toApiKey);
+  }
+
+  async revokeKey(id: string): Promise<ApiKey | undefined> {
+    if (!isUuid(id)) return undefined;
+    const r = await this.tx
+      .updateTable('api_keys')
+      .set({ revoked_at: sql<Date>`coalesce(revoked_at, now())` })
+      .where('org_id', '=', this.orgId)
+      .where('id', '=', id)
+      .returningAll()
+      .executeTakeFirst();
+    return r === undefined ? undefined : toApiKey(r);
+  }
+
+  async touchKey(id: string): Promise<void> {
+    // At most once a minute per key, so reads don't turn into a write each.
+    await this.tx
+      .updateTable('api_keys')
+      .set({ last_used_at: sql<Date>`now()` })
+      .where('org_id', '=', this.orgId)
+      .where('id', '=', id)
+      .where((eb) =>
+        eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<', sql<Date>`now() - interval '1 minute'`)]),
+      )
+      .execute();
+  }
+}
+
+export class PgSystemStore implements SystemStore {
+  private bm25: boolean | undefined;
+  constructor(
+    private readonly db: Kysely<DB>,
+    private readonly adminDb: Kysely<DB>,
+  ) {}
+
+  async findOrgBySlug(slug: string): Promise<Org | undefined> {
+    const r = await this.adminDb.selectFrom('orgs').selectAll().where('slug', '=', slug).executeTakeFirst();
+    return r === undefined ? undefined : { id: r.id, slug: r.slug, name: r.name, createdAt: r.created_at };
+  }
+
+  async insertOrg(org: { id: string; slug: string; name: string }): Promise<Org> {
+    const r = await guard(() => this.adminDb.insertInto('orgs').values(org).returningAll().executeTakeFirstOrThrow());
+    return { id: r.id, slug: r.slug, name: r.name, createdAt: r.created_at };
+  }
+
+  async findOrgIds(): Promise<string[]> {
+    const rows = await this.adminDb.selectFrom('orgs').select('id').orderBy('id').execute();
+    return rows.map((r) => r.id);
+  }
+
+  async findApiKeyByPrefix(prefix: string): Promise<ApiKeyCredential | undefined> {
+    const r = await sql<{
+      org_id: string;
+      id: string;
+      secret_hash: string;
+      scopes: string[];
+      expires_at: Date | null;
+      revoked_at: Date | null;
+    }>`SELECT * FROM engram_find_api_key(${prefix})`.execute(this.db);
+    const k = r.rows[0];
+    return k === undefined
+      ? undefined
+      : {
+          orgId: k.org_id,
+          id: k.id,
+          secretHash: k.secret_hash,
+          scopes: k.scopes,
+          expiresAt: k.expires_at,
+          revokedAt: k.revoked_at,
+        };
+  }
+
+  async registerEmbeddingModel(model: { name: string; provider: string; dimension: number }): Promise<void> {
+    await this.adminDb
+      .insertInto('embedding_models')
+      .values(model)
+      .onConflict((oc) => oc.column('name').doNothing())
+      .execute();
+    const row = await this.adminDb
+      .selectFrom('embedding_models')
+      .select('dimension')
+      .where('name', '=', model.name)
+      .executeTakeFirstOrThrow();
+    if (row.dimension !== model.dimension) throw errors.dimensionMismatch(model.name, row.dimension, model.dimension);
+    const indexName = `memory_embeddings_hnsw_${createHash('sha256').update(model.name).digest('hex').slice(0, 16)}`;
+    await sql`CREATE INDEX IF NOT EXISTS ${sql.id(indexName)} ON memory_embeddings
+      USING hnsw ((embedding::vector(${sql.raw(String(Math.trunc(model.dimension)))})) vector_cosine_ops)
+      WHERE model = ${sql.lit(model.name)}`.execute(this.adminDb);
+  }
+
+  async lexicalRanker(): Promise<'bm25' | 'ts_rank_cd'> {
+    if (this.bm25 === undefined) {
+      const r = await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_indexes
+        WHERE indexname = 'memories_bm25' AND schemaname = current_schema()`.execute(this.adminDb);
+      this.bm25 = (r.rows[0]?.n ?? 0) > 0;
+    }
+    return this.bm25 ? 'bm25' : 'ts_rank_cd';
+  }
+}
+
