@@ -63,7 +63,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.addHook('onRequest', async (req, reply) => {
     void reply.header('x-request-id', req.id);
     const config = req.routeOptions.config;
-    if (config.public === true || PUBLIC_PREFIXES.some((p) => req.url.startsWith(p)) || req.routeOptions.url === undefined) return;
+    if (
+      config.public === true ||
+      PUBLIC_PREFIXES.some((p) => req.url.startsWith(p)) ||
+      req.routeOptions.url === undefined
+    )
+      return;
     const header = req.headers.authorization;
     const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
     if (match?.[1] === undefined) {
@@ -80,7 +85,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       throw e;
     }
     if (config.scope !== undefined && !req.ctx.scopes.has(config.scope)) {
-      return sendError(reply, req.id, 'FORBIDDEN', `This API key lacks the scope ${config.scope}`, { requiredScope: config.scope });
+      return sendError(reply, req.id, 'FORBIDDEN', `This API key lacks the scope ${config.scope}`, {
+        requiredScope: config.scope,
+      });
     }
   });
 
@@ -96,31 +103,48 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     }
     if (isAppError(err)) {
       if (STATUS_BY_CODE[err.code] >= 500) req.log.error({ err, errorId: req.id }, err.message);
-      return sendError(reply, req.id, err.code, STATUS_BY_CODE[err.code] >= 500 && err.code === 'INTERNAL' ? 'Internal error' : err.message, err.details);
+      return sendError(
+        reply,
+        req.id,
+        err.code,
+        STATUS_BY_CODE[err.code] >= 500 && err.code === 'INTERNAL' ? 'Internal error' : err.message,
+        err.details,
+      );
     }
     const e = err as { statusCode?: number; code?: string; message?: string };
     if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      return sendError(reply, req.id, 'PAYLOAD_TOO_LARGE', `The body is larger than ${deps.bodyLimit} bytes`, { maxBytes: deps.bodyLimit });
+      return sendError(reply, req.id, 'PAYLOAD_TOO_LARGE', `The body is larger than ${deps.bodyLimit} bytes`, {
+        maxBytes: deps.bodyLimit,
+      });
     }
     if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
       return sendError(reply, req.id, 'UNSUPPORTED_MEDIA_TYPE', 'Send JSON with Content-Type: application/json');
     }
     if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
       // Fastify's own client errors (malformed JSON, empty body…): safe messages.
-      const code: ErrorCode = e.statusCode === 404 ? 'NOT_FOUND' : e.statusCode === 413 ? 'PAYLOAD_TOO_LARGE' : 'VALIDATION_FAILED';
+      const code: ErrorCode =
+        e.statusCode === 404 ? 'NOT_FOUND' : e.statusCode === 413 ? 'PAYLOAD_TOO_LARGE' : 'VALIDATION_FAILED';
       return sendError(reply, req.id, code, e.message ?? 'Bad request');
     }
     req.log.error({ err, errorId: req.id }, 'unhandled error');
     return sendError(reply, req.id, 'INTERNAL', 'Internal error; quote the requestId when reporting it');
   });
 
-  app.setNotFoundHandler((req, reply) => sendError(reply, req.id, 'NOT_FOUND', `No route ${req.method} ${req.url.split('?')[0]}`));
+  app.setNotFoundHandler((req, reply) =>
+    sendError(reply, req.id, 'NOT_FOUND', `No route ${req.method} ${req.url.split('?')[0]}`),
+  );
 
   await app.register(fastifySwagger, {
     openapi: {
       openapi: '3.1.0',
-      info: { title: 'Engram API', version: deps.version ?? '0.1.0', description: 'Memory and code context for AI agents' },
-      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'An Engram API key (egm_…)' } } },
+      info: {
+        title: 'Engram API',
+        version: deps.version ?? '0.1.0',
+        description: 'Memory and code context for AI agents',
+      },
+      components: {
+        securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'An Engram API key (egm_…)' } },
+      },
       security: [{ apiKey: [] }],
     },
     transform: jsonSchemaTransform,

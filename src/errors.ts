@@ -44,10 +44,8 @@ export class AppError extends Error {
 export const isAppError = (e: unknown): e is AppError => e instanceof AppError;
 
 export const errors = {
-  validation: (message: string, details?: unknown) =>
-    new AppError('VALIDATION_FAILED', message, { details }),
-  unauthenticated: (message = 'A valid API key is required') =>
-    new AppError('UNAUTHENTICATED', message),
+  validation: (message: string, details?: unknown) => new AppError('VALIDATION_FAILED', message, { details }),
+  unauthenticated: (message = 'A valid API key is required') => new AppError('UNAUTHENTICATED', message),
   forbidden: (message = 'Not allowed') => new AppError('FORBIDDEN', message),
   notFound: (kind: 'memory' | 'api key' | 'org' | 'resource', id: string) =>
     new AppError(
@@ -61,8 +59,7 @@ export const errors = {
       `No ${kind} with id ${id}`,
       { details: { id } },
     ),
-  conflict: (message: string, details?: unknown) =>
-    new AppError('CONFLICT', message, { details }),
+  conflict: (message: string, details?: unknown) => new AppError('CONFLICT', message, { details }),
   dimensionMismatch: (model: string, expected: number, got: number) =>
     new AppError(
       'EMBEDDING_DIMENSION_MISMATCH',
@@ -71,9 +68,7 @@ export const errors = {
     ),
   embedderUnavailable: (cause?: unknown) =>
     new AppError('EMBEDDER_UNAVAILABLE', 'The embedding service is unavailable', { cause }),
-  timeout: (what: string, cause?: unknown) =>
-    new AppError('TIMEOUT', `${what} timed out`, { cause }),
-  unavailable: (what: string, cause?: unknown) =>
-    new AppError('UNAVAILABLE', `${what} is unavailable`, { cause }),
+  timeout: (what: string, cause?: unknown) => new AppError('TIMEOUT', `${what} timed out`, { cause }),
+  unavailable: (what: string, cause?: unknown) => new AppError('UNAVAILABLE', `${what} is unavailable`, { cause }),
   internal: (cause?: unknown) => new AppError('INTERNAL', 'Internal error', { cause }),
 };

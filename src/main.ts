@@ -99,11 +99,16 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
 
     const system = new PgSystemStore(database.db, database.adminDb);
     if (await migrator.isCurrent()) {
-      await system.registerEmbeddingModel({ name: embedder.model, provider: embedder.provider, dimension: embedder.dimension });
+      await system.registerEmbeddingModel({
+        name: embedder.model,
+        provider: embedder.provider,
+        dimension: embedder.dimension,
+      });
     }
     const ranker = await system.lexicalRanker().catch(() => 'ts_rank_cd' as const);
     const tenantDb = new PgTenantDb(database.db, { hasBm25: () => ranker === 'bm25' });
-    const onEmbedError = (e: unknown) => log.warn({ err: (e as Error).message }, 'embedding failed; vector signal degraded');
+    const onEmbedError = (e: unknown) =>
+      log.warn({ err: (e as Error).message }, 'embedding failed; vector signal degraded');
     const memories = new MemoryService({ tenantDb, embedder, limits: config.limits, onEmbedError });
     const search = new SearchService({ tenantDb, system, embedder, limits: config.limits, onEmbedError });
     const apiKeys = new ApiKeyService({ tenantDb, system });
@@ -182,7 +187,10 @@ export async function startServer(config: Config, log: Logger = createLogger(con
     logger: log,
   });
   const address = await app.listen({ host: config.host, port: config.port });
-  const url = config.port === 0 ? address : `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
+  const url =
+    config.port === 0
+      ? address
+      : `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
   // The lock taken by openEngram now also tells CLI commands where we listen.
   engram.lock?.setUrl(url);
   log.info({ url }, `Engram listening on ${url}`);

@@ -33,7 +33,8 @@ const scopeOptions = (c: Command) =>
 
 function parseDuration(s: string): Date {
   const m = /^(\d+)([hdw])$/.exec(s);
-  if (m === null) throw new AppError('VALIDATION_FAILED', `--expires-in takes a number with h, d or w (e.g. 90d), not "${s}"`);
+  if (m === null)
+    throw new AppError('VALIDATION_FAILED', `--expires-in takes a number with h, d or w (e.g. 90d), not "${s}"`);
   const hours = Number(m[1]) * (m[2] === 'h' ? 1 : m[2] === 'd' ? 24 : 168);
   return new Date(Date.now() + hours * 3_600_000);
 }
@@ -55,7 +56,9 @@ async function migrate(action: 'up' | 'down' | 'status' | 'verify', steps: numbe
     const migrator = new Migrator(db.adminDb, db.kind);
     if (action === 'status') {
       for (const s of await migrator.status()) {
-        out(`${String(s.version).padStart(4, '0')}  ${s.name.padEnd(24)} ${s.state.padEnd(12)} ${s.appliedAt?.toISOString() ?? ''}`);
+        out(
+          `${String(s.version).padStart(4, '0')}  ${s.name.padEnd(24)} ${s.state.padEnd(12)} ${s.appliedAt?.toISOString() ?? ''}`,
+        );
       }
     } else if (action === 'verify') {
       const r = await migrator.verify();
@@ -69,7 +72,9 @@ async function migrate(action: 'up' | 'down' | 'status' | 'verify', steps: numbe
       if (runs.length === 0) out(action === 'up' ? 'nothing to apply: the schema is current' : 'nothing to roll back');
       for (const r of runs) {
         const checked = r.verified.map((v) => `${v.table}(${v.rows} rows)`).join(', ');
-        out(`${r.direction === 'up' ? 'applied' : 'rolled back'} ${String(r.version).padStart(4, '0')}_${r.name}${checked ? `; data verified: ${checked}` : ''}`);
+        out(
+          `${r.direction === 'up' ? 'applied' : 'rolled back'} ${String(r.version).padStart(4, '0')}_${r.name}${checked ? `; data verified: ${checked}` : ''}`,
+        );
       }
     }
   } finally {
@@ -110,14 +115,23 @@ export function buildCli(): Command {
     .action(() => json(redactedSummary(config())));
 
   const mig = program.command('migrate').description('Database migrations (numbered, reversible)');
-  mig.command('up').description('Apply pending migrations').action(() => migrate('up', 0));
+  mig
+    .command('up')
+    .description('Apply pending migrations')
+    .action(() => migrate('up', 0));
   mig
     .command('down')
     .description('Roll back the latest migration(s)')
     .option('--steps <n>', 'how many to roll back', '1')
     .action((o: { steps: string }) => migrate('down', Math.max(1, Number(o.steps) || 1)));
-  mig.command('status').description('List migrations and whether each is applied').action(() => migrate('status', 0));
-  mig.command('verify').description('Check applied files are unchanged and RLS guards every tenant table').action(() => migrate('verify', 0));
+  mig
+    .command('status')
+    .description('List migrations and whether each is applied')
+    .action(() => migrate('status', 0));
+  mig
+    .command('verify')
+    .description('Check applied files are unchanged and RLS guards every tenant table')
+    .action(() => migrate('verify', 0));
 
   const orgOpt = new Option('--org <slug>', 'org to act on when no server is running').default('default');
 
@@ -132,7 +146,8 @@ export function buildCli(): Command {
     .action(async (o: { name: string; scopes?: string; expiresIn?: string; org: string }) => {
       const scopes = o.scopes?.split(',').map((s) => s.trim());
       const bad = scopes?.filter((s) => !isScope(s));
-      if (bad !== undefined && bad.length > 0) throw new AppError('VALIDATION_FAILED', `unknown scope(s): ${bad.join(', ')}`);
+      if (bad !== undefined && bad.length > 0)
+        throw new AppError('VALIDATION_FAILED', `unknown scope(s): ${bad.join(', ')}`);
       const expiresAt = o.expiresIn === undefined ? undefined : parseDuration(o.expiresIn);
       await onTarget(o.org, async (t) => {
         const r =
@@ -164,7 +179,11 @@ export function buildCli(): Command {
     .addOption(orgOpt)
     .action(async (id: string, o: { org: string }) =>
       onTarget(o.org, async (t) => {
-        json(t.kind === 'http' ? await t.call('DELETE', `/v1/keys/${encodeURIComponent(id)}`) : presentApiKey(await t.engram.apiKeys.revoke(t.ctx, id)));
+        json(
+          t.kind === 'http'
+            ? await t.call('DELETE', `/v1/keys/${encodeURIComponent(id)}`)
+            : presentApiKey(await t.engram.apiKeys.revoke(t.ctx, id)),
+        );
       }),
     );
 
@@ -174,47 +193,66 @@ export function buildCli(): Command {
     .option('--metadata <json>', 'a JSON object')
     .option('--source <source>', 'where it came from')
     .addOption(orgOpt)
-    .action(async (content: string, o: { tag?: string[]; metadata?: string; source?: string; org: string } & MemoryScope) => {
-      let metadata: Record<string, unknown> | undefined;
-      if (o.metadata !== undefined) {
-        try {
-          metadata = JSON.parse(o.metadata) as Record<string, unknown>;
-        } catch {
-          throw new AppError('VALIDATION_FAILED', '--metadata must be a JSON object');
+    .action(
+      async (content: string, o: { tag?: string[]; metadata?: string; source?: string; org: string } & MemoryScope) => {
+        let metadata: Record<string, unknown> | undefined;
+        if (o.metadata !== undefined) {
+          try {
+            metadata = JSON.parse(o.metadata) as Record<string, unknown>;
+          } catch {
+            throw new AppError('VALIDATION_FAILED', '--metadata must be a JSON object');
+          }
         }
-      }
-      const body = { content, scope: scopeFrom(o), tags: o.tag, metadata, source: o.source };
-      await onTarget(o.org, async (t) => {
-        json(
-          t.kind === 'http'
-            ? await t.call('POST', '/v1/memories', body)
-            : await t.engram.memories.remember(t.ctx, body).then((r) => ({ ...presentMemory(r.memory), deduplicated: !r.created })),
-        );
-      });
-    });
+        const body = { content, scope: scopeFrom(o), tags: o.tag, metadata, source: o.source };
+        await onTarget(o.org, async (t) => {
+          json(
+            t.kind === 'http'
+              ? await t.call('POST', '/v1/memories', body)
+              : await t.engram.memories
+                  .remember(t.ctx, body)
+                  .then((r) => ({ ...presentMemory(r.memory), deduplicated: !r.created })),
+          );
+        });
+      },
+    );
   scopeOptions(mem.command('search <query>').description('Search memories (hybrid by default)'))
-    .addOption(new Option('--mode <mode>', 'lexical | vector | hybrid').choices(['lexical', 'vector', 'hybrid']).default('hybrid'))
+    .addOption(
+      new Option('--mode <mode>', 'lexical | vector | hybrid')
+        .choices(['lexical', 'vector', 'hybrid'])
+        .default('hybrid'),
+    )
     .option('--limit <n>', 'how many results', '10')
     .option('--json', 'print the raw JSON answer')
     .addOption(orgOpt)
-    .action(async (query: string, o: { mode: 'lexical' | 'vector' | 'hybrid'; limit: string; json?: boolean; org: string } & MemoryScope) => {
-      const body = { query, mode: o.mode, limit: Number(o.limit), scope: scopeFrom(o) };
-      await onTarget(o.org, async (t) => {
-        const r =
-          t.kind === 'http'
-            ? await t.call<{ results: Array<ReturnType<typeof presentHit>>; degraded: string[] }>('POST', '/v1/memories/search', body)
-            : await t.engram.search
-                .search(t.ctx, { query, mode: o.mode, limit: body.limit, filter: { scope: body.scope } })
-                .then((x) => ({ ...x, results: x.results.map(presentHit) }));
-        if (o.json === true) return json(r);
-        if (r.degraded.length > 0) out(`(degraded: ${r.degraded.join(', ')} unavailable)`);
-        if (r.results.length === 0) out('no results');
-        for (const h of r.results) {
-          const sig = Object.keys(h.signals).join('+');
-          out(`${h.score.toFixed(4)}  ${sig.padEnd(14)} ${h.memory.id}  ${h.memory.content.replace(/\s+/g, ' ').slice(0, 80)}`);
-        }
-      });
-    });
+    .action(
+      async (
+        query: string,
+        o: { mode: 'lexical' | 'vector' | 'hybrid'; limit: string; json?: boolean; org: string } & MemoryScope,
+      ) => {
+        const body = { query, mode: o.mode, limit: Number(o.limit), scope: scopeFrom(o) };
+        await onTarget(o.org, async (t) => {
+          const r =
+            t.kind === 'http'
+              ? await t.call<{ results: Array<ReturnType<typeof presentHit>>; degraded: string[] }>(
+                  'POST',
+                  '/v1/memories/search',
+                  body,
+                )
+              : await t.engram.search
+                  .search(t.ctx, { query, mode: o.mode, limit: body.limit, filter: { scope: body.scope } })
+                  .then((x) => ({ ...x, results: x.results.map(presentHit) }));
+          if (o.json === true) return json(r);
+          if (r.degraded.length > 0) out(`(degraded: ${r.degraded.join(', ')} unavailable)`);
+          if (r.results.length === 0) out('no results');
+          for (const h of r.results) {
+            const sig = Object.keys(h.signals).join('+');
+            out(
+              `${h.score.toFixed(4)}  ${sig.padEnd(14)} ${h.memory.id}  ${h.memory.content.replace(/\s+/g, ' ').slice(0, 80)}`,
+            );
+          }
+        });
+      },
+    );
   mem
     .command('get <id>')
     .description('Show one memory')
@@ -239,7 +277,8 @@ export function buildCli(): Command {
       onTarget(o.org, async (t) => {
         if (t.kind === 'http') {
           const qs = new URLSearchParams({ limit: o.limit });
-          for (const k of ['user', 'agent', 'project', 'session'] as const) if (o[k] !== undefined) qs.set(k, o[k] ?? '');
+          for (const k of ['user', 'agent', 'project', 'session'] as const)
+            if (o[k] !== undefined) qs.set(k, o[k] ?? '');
           if (o.cursor !== undefined) qs.set('cursor', o.cursor);
           return json(await t.call('GET', `/v1/memories?${qs.toString()}`));
         }
@@ -266,11 +305,14 @@ export function buildCli(): Command {
       const cfg = config();
       await withTarget(cfg, 'default', async (t) => {
         if (t.kind === 'http') {
-          throw new AppError('STORE_LOCKED', 'The running server re-embeds in the background; stop it to run this by hand.');
+          throw new AppError(
+            'STORE_LOCKED',
+            'The running server re-embeds in the background; stop it to run this by hand.',
+          );
         }
         const r = await t.engram.reembed.run((n) => process.stderr.write(`\rembedded ${n}`));
         process.stderr.write('\n');
-        if (r.error !== undefined) throw r.error;
+        if (r.error !== undefined) throw r.error instanceof Error ? r.error : new Error('re-embed failed');
         out(`embedded ${r.embedded} memories across ${r.orgs} org(s) with ${t.engram.embedder.model}`);
       });
     });

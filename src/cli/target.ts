@@ -32,20 +32,27 @@ export function httpTarget(url: string, key: string | undefined): Target {
     url,
     async call<T>(method: string, route: string, body?: unknown): Promise<T> {
       if (key === undefined) {
-        throw errors.unauthenticated('No API key: set ENGRAM_API_KEY (or ENGRAM_API_KEY_FILE), or keep <data dir>/admin.key');
+        throw errors.unauthenticated(
+          'No API key: set ENGRAM_API_KEY (or ENGRAM_API_KEY_FILE), or keep <data dir>/admin.key',
+        );
       }
       let res: Response;
       try {
         res = await fetch(`${url}${route}`, {
           method,
-          headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+          headers: {
+            authorization: `Bearer ${key}`,
+            ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          },
           ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         });
       } catch (e) {
         throw errors.unavailable(`The Engram server at ${url}`, e);
       }
       if (res.status === 204) return undefined as T;
-      const json = (await res.json().catch(() => ({}))) as { error?: { code?: string; message?: string; details?: unknown } };
+      const json = (await res.json().catch(() => ({}))) as {
+        error?: { code?: string; message?: string; details?: unknown };
+      };
       if (!res.ok) {
         const code = (json.error?.code ?? 'INTERNAL') as AppError['code'];
         throw new AppError(code, json.error?.message ?? `HTTP ${res.status}`, { details: json.error?.details });
@@ -66,7 +73,10 @@ export async function withTarget(config: Config, orgSlug: string, fn: (t: Target
   try {
     const org = await engram.system.findOrgBySlug(orgSlug);
     if (org === undefined) {
-      throw new AppError('ORG_NOT_FOUND', `No org "${orgSlug}". Start the server once (npm start) to create "default".`);
+      throw new AppError(
+        'ORG_NOT_FOUND',
+        `No org "${orgSlug}". Start the server once (npm start) to create "default".`,
+      );
     }
     const ctx: RequestContext = {
       orgId: org.id,

@@ -14,8 +14,7 @@ import { AppError } from '../errors.ts';
 
 const SECRET_VARS = ['DATABASE_URL', 'DATABASE_ADMIN_URL', 'VALKEY_URL', 'OPENAI_API_KEY', 'ENGRAM_API_KEY'] as const;
 
-const intFrom = (def: number, min: number, max: number) =>
-  z.coerce.number().int().min(min).max(max).default(def);
+const intFrom = (def: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(def);
 
 const boolFrom = (def: boolean) =>
   z
@@ -28,13 +27,16 @@ const optionalUrl = (protocols: readonly string[]) =>
     .string()
     .trim()
     .min(1)
-    .refine((v) => {
-      try {
-        return protocols.includes(new URL(v).protocol);
-      } catch {
-        return false;
-      }
-    }, `must be a URL starting with ${protocols.join(' or ')}//`)
+    .refine(
+      (v) => {
+        try {
+          return protocols.includes(new URL(v).protocol);
+        } catch {
+          return false;
+        }
+      },
+      `must be a URL starting with ${protocols.join(' or ')}//`,
+    )
     .optional();
 
 const envSchema = z.object({

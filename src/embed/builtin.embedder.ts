@@ -20,7 +20,11 @@ export class BuiltinEmbedder implements Embedder {
 
   private embedOne(text: string): Float32Array {
     const v = new Float32Array(this.dimension);
-    const words = text.toLowerCase().normalize('NFKC').match(/[\p{L}\p{N}]+/gu) ?? [];
+    const words =
+      text
+        .toLowerCase()
+        .normalize('NFKC')
+        .match(/[\p{L}\p{N}]+/gu) ?? [];
     let prev: string | undefined;
     for (const w of words) {
       this.add(v, `w:${w}`, 1);

@@ -61,11 +61,7 @@ describe(OnnxEmbedder.name, () => {
   });
 
   it('gives identical vectors for identical texts and different vectors for different texts', async () => {
-    const [a, b, c] = await embedder.embed([
-      'the dog ran in the park',
-      'the dog ran in the park',
-      'pizza with cheese',
-    ]);
+    const [a, b, c] = await embedder.embed(['the dog ran in the park', 'the dog ran in the park', 'pizza with cheese']);
     const [again] = await embedder.embed(['the dog ran in the park']);
     expect(Array.from(b!)).toEqual(Array.from(a!));
     expect(Array.from(again!)).toEqual(Array.from(a!));
@@ -73,28 +69,16 @@ describe(OnnxEmbedder.name, () => {
   });
 
   it.each([
-    [
-      'the cat sat on the mat',
-      'a small cat sat on a red mat',
-      'database query error in server code',
-    ],
+    ['the cat sat on the mat', 'a small cat sat on a red mat', 'database query error in server code'],
     ['vector search index', 'search the vector index fast', 'cold rain tomorrow'],
     ['warm sun today', 'the sun is warm today', 'database server error'],
-  ])(
-    'places %j closer to a text sharing its words than to an unrelated one',
-    async (anchor, related, unrelated) => {
-      const [a, r, u] = await embedder.embed([anchor, related, unrelated]);
-      expect(dot(a!, r!)).toBeGreaterThan(dot(a!, u!) + 0.2);
-    },
-  );
+  ])('places %j closer to a text sharing its words than to an unrelated one', async (anchor, related, unrelated) => {
+    const [a, r, u] = await embedder.embed([anchor, related, unrelated]);
+    expect(dot(a!, r!)).toBeGreaterThan(dot(a!, u!) + 0.2);
+  });
 
   it('preserves batch order', async () => {
-    const texts = [
-      'warm sun today',
-      'cold rain tomorrow',
-      'vector search index',
-      'blue bird sings',
-    ];
+    const texts = ['warm sun today', 'cold rain tomorrow', 'vector search index', 'blue bird sings'];
     const batch = await embedder.embed(texts);
     const reversed = await embedder.embed([...texts].reverse());
     const singles = await Promise.all(texts.map(async (t) => (await embedder.embed([t]))[0]!));

@@ -152,17 +152,13 @@ function configureEnv(env: Transformers['env'], allowRemote: boolean): void {
   env.allowRemoteModels = allowRemote;
 }
 
-async function runPipeline(
-  extractor: FeatureExtractionPipeline,
-  texts: readonly string[],
-): Promise<Float32Array[]> {
+async function runPipeline(extractor: FeatureExtractionPipeline, texts: readonly string[]): Promise<Float32Array[]> {
   const output = await extractor([...texts], { pooling: 'mean', normalize: true });
-  const { data, dims } = output;
+  const data: unknown = output.data;
+  const dims: number[] = output.dims;
   const [rows, cols] = dims;
   if (dims.length !== 2 || rows !== texts.length || cols === undefined) {
-    throw new Error(
-      `expected pooled output of shape [${texts.length}, dim], got [${dims.join(', ')}]`,
-    );
+    throw new Error(`expected pooled output of shape [${texts.length}, dim], got [${dims.join(', ')}]`);
   }
   if (!(data instanceof Float32Array)) {
     throw new TypeError(`expected float32 output, got ${output.type}`);
@@ -188,19 +184,12 @@ async function assertModelDir(modelDir: string, dtype: Dtype): Promise<void> {
     missing.includes(ONNX_FILE[dtype]) && (await isFile(path.join(modelDir, ONNX_FILE[other])))
       ? ` (it has ${ONNX_FILE[other]}; set quantized: ${String(other === 'q8')})`
       : '';
-  throw new AppError(
-    'CONFIG_INVALID',
-    `ONNX model directory ${modelDir} is missing ${missing.join(', ')}${hint}`,
-    { details: { modelDir, missing } },
-  );
+  throw new AppError('CONFIG_INVALID', `ONNX model directory ${modelDir} is missing ${missing.join(', ')}${hint}`, {
+    details: { modelDir, missing },
+  });
 }
 
-function loadError(
-  model: string,
-  modelDir: string | undefined,
-  cacheDir: string,
-  error: unknown,
-): AppError {
+function loadError(model: string, modelDir: string | undefined, cacheDir: string, error: unknown): AppError {
   const source = describeSource(model, modelDir);
   const message = messageOf(error);
 
@@ -213,14 +202,10 @@ function loadError(
       modelDir === undefined
         ? `${file} is neither in the cache at ${cacheDir} nor at ${notLocal}; set allowRemote to download it or use modelDir`
         : `missing ${notLocal}`;
-    return new AppError(
-      'CONFIG_INVALID',
-      `ONNX model ${source} is not available locally: ${detail}`,
-      {
-        cause: error,
-        details: { model, modelDir, cacheDir, missing: file },
-      },
-    );
+    return new AppError('CONFIG_INVALID', `ONNX model ${source} is not available locally: ${detail}`, {
+      cause: error,
+      details: { model, modelDir, cacheDir, missing: file },
+    });
   }
   const remote = /^(Could not locate file|Unauthorized access to file)[^"]*"([^"]+)"/.exec(message);
   if (remote !== null) {

@@ -52,7 +52,9 @@ export class OpenAiEmbedder implements Embedder {
     const json = (await res.json()) as EmbeddingsResponse;
     const data = json.data;
     if (!Array.isArray(data) || data.length !== texts.length) {
-      throw new Error(`embeddings endpoint returned ${Array.isArray(data) ? data.length : 'no'} vectors for ${texts.length} inputs`);
+      throw new Error(
+        `embeddings endpoint returned ${Array.isArray(data) ? data.length : 'no'} vectors for ${texts.length} inputs`,
+      );
     }
     const out: Float32Array[] = new Array<Float32Array>(texts.length);
     data.forEach((d, i) => {
@@ -60,11 +62,12 @@ export class OpenAiEmbedder implements Embedder {
       if (!Array.isArray(d.embedding) || !d.embedding.every((x) => typeof x === 'number')) {
         throw new Error('embeddings endpoint returned a non-numeric vector');
       }
-      const v = Float32Array.from(d.embedding as number[]);
+      const v = Float32Array.from(d.embedding);
       if (v.length !== this.dimension) throw errors.dimensionMismatch(this.model, this.dimension, v.length);
       out[idx] = normalize(v);
     });
-    if (out.some((v) => v === undefined)) throw new AppError('EMBEDDER_UNAVAILABLE', 'embeddings endpoint returned duplicate indexes');
+    if (out.some((v) => v === undefined))
+      throw new AppError('EMBEDDER_UNAVAILABLE', 'embeddings endpoint returned duplicate indexes');
     return out;
   }
 }

@@ -83,7 +83,12 @@ export const updateMemoryBody = z
     source: z.string().trim().min(1).max(200).nullable().optional(),
     validFrom: isoDate.nullable().optional(),
     validTo: isoDate.nullable().optional(),
-    expectedVersion: z.number().int().min(1).optional().describe('Optimistic concurrency: fail with 409 if the memory moved on'),
+    expectedVersion: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe('Optimistic concurrency: fail with 409 if the memory moved on'),
   })
   .refine((b) => Object.keys(b).some((k) => k !== 'expectedVersion'), { message: 'nothing to update' });
 

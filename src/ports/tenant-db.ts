@@ -74,7 +74,10 @@ export interface MemoryStore {
   findHistory(id: string): Promise<MemoryVersion[] | undefined>;
   upsertEmbeddings(rows: readonly EmbeddingRow[]): Promise<void>;
   /** Memories with no vector for `model`, or one computed from older content. */
-  findMissingEmbeddings(model: string, limit: number): Promise<Array<{ id: string; content: string; contentHash: string }>>;
+  findMissingEmbeddings(
+    model: string,
+    limit: number,
+  ): Promise<Array<{ id: string; content: string; contentHash: string }>>;
   searchLexical(q: LexicalQuery): Promise<RankedMemory[]>;
   searchVector(q: VectorQuery): Promise<RankedMemory[]>;
 }

@@ -4,15 +4,7 @@ import { AppError, errors } from '../../errors.ts';
 import type { Embedder } from '../../ports/embedder.ts';
 import type { TenantDb } from '../../ports/tenant-db.ts';
 import type { RequestContext } from '../tenancy/tenancy.types.ts';
-import type {
-  Memory,
-  MemoryFilter,
-  MemoryPatch,
-  MemoryScope,
-  MemoryVersion,
-  NewMemory,
-  Page,
-} from './memory.types.ts';
+import type { Memory, MemoryFilter, MemoryPatch, MemoryScope, MemoryVersion, NewMemory, Page } from './memory.types.ts';
 
 export interface MemoryLimits {
   readonly memoryContentChars: number;

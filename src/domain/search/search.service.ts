@@ -15,7 +15,11 @@ const MAX_TERMS = 64;
 
 /** Lower-cased word tokens; the lexical signal matches any of them. */
 export function queryTerms(query: string): string[] {
-  const words = query.toLowerCase().normalize('NFKC').match(/[\p{L}\p{N}]+/gu) ?? [];
+  const words =
+    query
+      .toLowerCase()
+      .normalize('NFKC')
+      .match(/[\p{L}\p{N}]+/gu) ?? [];
   return [...new Set(words)].slice(0, MAX_TERMS);
 }
 
@@ -86,7 +90,8 @@ export class SearchService {
 
     const lists = await this.deps.tenantDb.withTenant(ctx.orgId, async ({ memories }) => {
       const out: Partial<Record<Signal, RankedMemory[]>> = {};
-      if (mode !== 'vector') out.lexical = await memories.searchLexical({ terms, limit: candidates, filter: req.filter });
+      if (mode !== 'vector')
+        out.lexical = await memories.searchLexical({ terms, limit: candidates, filter: req.filter });
       if (vector !== undefined) {
         out.vector = await memories.searchVector({
           vector,

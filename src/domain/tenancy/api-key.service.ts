@@ -2,7 +2,14 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 import { errors } from '../../errors.ts';
 import type { SystemStore, TenantDb } from '../../ports/tenant-db.ts';
-import { ALL_SCOPES, type ApiKey, type IssuedApiKey, type Org, type RequestContext, type Scope } from './tenancy.types.ts';
+import {
+  ALL_SCOPES,
+  type ApiKey,
+  type IssuedApiKey,
+  type Org,
+  type RequestContext,
+  type Scope,
+} from './tenancy.types.ts';
 
 /**
  * API keys look like `egm_<prefix>_<secret>`. The prefix is a public lookup
@@ -28,13 +35,18 @@ export class ApiKeyService {
     input: { name: string; scopes?: readonly Scope[] | undefined; expiresAt?: Date | null | undefined },
   ): Promise<IssuedApiKey> {
     const name = input.name.trim();
-    if (name.length === 0 || name.length > 100) throw errors.validation('name must be 1–100 characters', { field: 'name' });
+    if (name.length === 0 || name.length > 100)
+      throw errors.validation('name must be 1–100 characters', { field: 'name' });
     const scopes = [...new Set(input.scopes ?? ALL_SCOPES)];
     if (scopes.length === 0) throw errors.validation('a key needs at least one scope', { field: 'scopes' });
     if (input.expiresAt != null && input.expiresAt.getTime() <= Date.now()) {
       throw errors.validation('expiresAt must be in the future', { field: 'expiresAt' });
     }
-    const prefix = randomBytes(9).toString('base64url').toLowerCase().replace(/[^a-z0-9]/g, '0').slice(0, 12);
+    const prefix = randomBytes(9)
+      .toString('base64url')
+      .toLowerCase()
+      .replace(/[^a-z0-9]/g, '0')
+      .slice(0, 12);
     const secret = randomBytes(32).toString('base64url');
     const key = await this.deps.tenantDb.withTenant(orgId, ({ apiKeys }) =>
       apiKeys.insertKey({

@@ -12,7 +12,11 @@ export const healthRoutes =
       '/health/live',
       {
         config: { public: true },
-        schema: { tags: ['health'], summary: 'The process is up', response: { 200: z.object({ status: z.literal('live') }) } },
+        schema: {
+          tags: ['health'],
+          summary: 'The process is up',
+          response: { 200: z.object({ status: z.literal('live') }) },
+        },
       },
       async () => ({ status: 'live' as const }),
     );

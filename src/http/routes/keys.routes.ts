@@ -19,8 +19,14 @@ export const keyRoutes =
           summary: 'Create an API key for the caller’s org; the secret is shown only in this response',
           body: z.strictObject({
             name: z.string().trim().min(1).max(100),
-            scopes: z.array(z.enum(ALL_SCOPES as [string, ...string[]])).min(1).optional(),
-            expiresAt: z.iso.datetime({ offset: true }).transform((s) => new Date(s)).optional(),
+            scopes: z
+              .array(z.enum(ALL_SCOPES as [string, ...string[]]))
+              .min(1)
+              .optional(),
+            expiresAt: z.iso
+              .datetime({ offset: true })
+              .transform((s) => new Date(s))
+              .optional(),
           }),
           response: {
             201: z.object({ key: apiKeySchema, secret: z.string() }),
@@ -34,7 +40,9 @@ export const keyRoutes =
         const ctx = contextOf(req);
         const issued = await deps.apiKeys.create(ctx.orgId, {
           name: req.body.name,
-          scopes: req.body.scopes?.filter((s): s is (typeof ALL_SCOPES)[number] => (ALL_SCOPES as readonly string[]).includes(s)),
+          scopes: req.body.scopes?.filter((s): s is (typeof ALL_SCOPES)[number] =>
+            (ALL_SCOPES as readonly string[]).includes(s),
+          ),
           expiresAt: req.body.expiresAt,
         });
         return reply.code(201).send({ key: presentApiKey(issued.key), secret: issued.secret });
@@ -45,7 +53,11 @@ export const keyRoutes =
       '/v1/keys',
       {
         config: { scope: 'keys:admin' },
-        schema: { tags, summary: 'List the org’s API keys (never their secrets)', response: { 200: z.object({ items: z.array(apiKeySchema) }) } },
+        schema: {
+          tags,
+          summary: 'List the org’s API keys (never their secrets)',
+          response: { 200: z.object({ items: z.array(apiKeySchema) }) },
+        },
       },
       async (req) => ({ items: (await deps.apiKeys.list(contextOf(req))).map(presentApiKey) }),
     );
@@ -54,7 +66,12 @@ export const keyRoutes =
       '/v1/keys/:id',
       {
         config: { scope: 'keys:admin' },
-        schema: { tags, summary: 'Revoke an API key (effective immediately)', params: idParams, response: { 200: apiKeySchema, 404: errorBodySchema } },
+        schema: {
+          tags,
+          summary: 'Revoke an API key (effective immediately)',
+          params: idParams,
+          response: { 200: apiKeySchema, 404: errorBodySchema },
+        },
       },
       async (req) => presentApiKey(await deps.apiKeys.revoke(contextOf(req), req.params.id)),
     );
@@ -66,7 +83,13 @@ export const keyRoutes =
         schema: {
           tags,
           summary: 'Who am I: the org, key and scopes behind the presented credentials',
-          response: { 200: z.object({ orgId: z.string(), actor: z.object({ type: z.string(), id: z.string() }), scopes: z.array(z.string()) }) },
+          response: {
+            200: z.object({
+              orgId: z.string(),
+              actor: z.object({ type: z.string(), id: z.string() }),
+              scopes: z.array(z.string()),
+            }),
+          },
         },
       },
       async (req) => {

@@ -81,7 +81,12 @@ export const memoryRoutes =
       '/v1/memories/:id',
       {
         config: { scope: 'memories:read' },
-        schema: { tags, summary: 'Get one memory', params: idParams, response: { 200: memorySchema, ...errorsFor(401, 403, 404) } },
+        schema: {
+          tags,
+          summary: 'Get one memory',
+          params: idParams,
+          response: { 200: memorySchema, ...errorsFor(401, 403, 404) },
+        },
       },
       async (req) => presentMemory(await deps.memories.get(contextOf(req), req.params.id)),
     );
@@ -108,7 +113,12 @@ export const memoryRoutes =
       '/v1/memories/:id',
       {
         config: { scope: 'memories:write' },
-        schema: { tags, summary: 'Forget a memory and its history', params: idParams, response: { 204: z.null(), ...errorsFor(401, 403, 404) } },
+        schema: {
+          tags,
+          summary: 'Forget a memory and its history',
+          params: idParams,
+          response: { 204: z.null(), ...errorsFor(401, 403, 404) },
+        },
       },
       async (req, reply) => {
         await deps.memories.forget(contextOf(req), req.params.id);
@@ -124,7 +134,10 @@ export const memoryRoutes =
           tags,
           summary: 'Every version of a memory, oldest first; the last is current',
           params: idParams,
-          response: { 200: z.object({ memoryId: z.string(), versions: z.array(versionSchema) }), ...errorsFor(401, 403, 404) },
+          response: {
+            200: z.object({ memoryId: z.string(), versions: z.array(versionSchema) }),
+            ...errorsFor(401, 403, 404),
+          },
         },
       },
       async (req) => {

@@ -196,7 +196,9 @@ export class Migrator {
   async up(target?: number): Promise<MigrationRun[]> {
     const status = await this.status();
     const pending = this.migrations.filter(
-      (m) => status.find((s) => s.version === m.version)?.state === 'pending' && (target === undefined || m.version <= target),
+      (m) =>
+        status.find((s) => s.version === m.version)?.state === 'pending' &&
+        (target === undefined || m.version <= target),
     );
     const runs: MigrationRun[] = [];
     for (const m of pending) runs.push(await this.run(m, 'up'));
@@ -205,12 +207,18 @@ export class Migrator {
 
   async down(steps = 1): Promise<MigrationRun[]> {
     const status = await this.status();
-    const applied = status.filter((s) => s.state !== 'pending').reverse().slice(0, steps);
+    const applied = status
+      .filter((s) => s.state !== 'pending')
+      .reverse()
+      .slice(0, steps);
     const runs: MigrationRun[] = [];
     for (const s of applied) {
       const m = this.migrations.find((x) => x.version === s.version);
       if (m === undefined) {
-        throw new AppError('MIGRATION_FAILED', `Migration ${s.version}_${s.name} is applied but its file is missing; cannot roll back`);
+        throw new AppError(
+          'MIGRATION_FAILED',
+          `Migration ${s.version}_${s.name} is applied but its file is missing; cannot roll back`,
+        );
       }
       runs.push(await this.run(m, 'down'));
     }
@@ -224,7 +232,11 @@ export class Migrator {
       return await this.db.transaction().execute(async (tx) => {
         if (this.kind === 'postgres') await sql`SELECT pg_advisory_xact_lock(${ADVISORY_LOCK_KEY})`.execute(tx);
         // Someone else may have applied it while we waited for the lock.
-        const done = await tx.selectFrom('engram_migrations').select('version').where('version', '=', m.version).executeTakeFirst();
+        const done = await tx
+          .selectFrom('engram_migrations')
+          .select('version')
+          .where('version', '=', m.version)
+          .executeTakeFirst();
         if ((direction === 'up') === (done !== undefined)) {
           return { version: m.version, name: m.name, direction, verified: [] };
         }
@@ -250,7 +262,10 @@ export class Migrator {
           verified.push(after);
         }
         if (direction === 'up') {
-          await tx.insertInto('engram_migrations').values({ version: m.version, name: m.name, checksum: m.checksum }).execute();
+          await tx
+            .insertInto('engram_migrations')
+            .values({ version: m.version, name: m.name, checksum: m.checksum })
+            .execute();
         } else {
           await tx.deleteFrom('engram_migrations').where('version', '=', m.version).execute();
         }
@@ -258,7 +273,9 @@ export class Migrator {
       });
     } catch (e) {
       if (e instanceof AppError) throw e;
-      throw new AppError('MIGRATION_FAILED', `${label} failed and was rolled back: ${(e as Error).message}`, { cause: e });
+      throw new AppError('MIGRATION_FAILED', `${label} failed and was rolled back: ${(e as Error).message}`, {
+        cause: e,
+      });
     }
   }
 
@@ -270,7 +287,8 @@ export class Migrator {
     const problems: string[] = [];
     for (const s of await this.status()) {
       if (s.state === 'changed') problems.push(`migration ${s.version}_${s.name} was edited after it was applied`);
-      if (s.state === 'missing-file') problems.push(`migration ${s.version}_${s.name} is applied but its file is missing`);
+      if (s.state === 'missing-file')
+        problems.push(`migration ${s.version}_${s.name} is applied but its file is missing`);
       if (s.state === 'pending') problems.push(`migration ${s.version}_${s.name} is pending`);
     }
     const rls = await sql<{ t: string; enabled: boolean; forced: boolean }>`

@@ -3,7 +3,7 @@ import { AppError, errors } from '../../errors.ts';
 /** Translates driver errors (node-postgres or PGlite) into AppErrors at the storage boundary. */
 export function translateDbError(e: unknown): unknown {
   if (e instanceof AppError) return e;
-  const code = typeof e === 'object' && e !== null && 'code' in e ? String((e as { code: unknown }).code) : '';
+  const code = typeof e === 'object' && e !== null && 'code' in e ? String(e.code) : '';
   switch (code) {
     case '23505':
       return errors.conflict('A record with the same unique key already exists', {

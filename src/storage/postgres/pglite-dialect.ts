@@ -73,7 +73,9 @@ export class PgliteWorker {
     });
   }
 
-  private send(msg: { op: 'query'; sql: string; params: readonly unknown[] } | { op: 'exec'; sql: string } | { op: 'close' }): Promise<WorkerReply> {
+  private send(
+    msg: { op: 'query'; sql: string; params: readonly unknown[] } | { op: 'exec'; sql: string } | { op: 'close' },
+  ): Promise<WorkerReply> {
     if (this.closed) {
       return Promise.resolve({ id: -1, ok: false, error: { message: 'PGlite is closed', code: '57P01' } });
     }
@@ -87,7 +89,9 @@ export class PgliteWorker {
   async query<R>(sqlText: string, params: readonly unknown[]): Promise<QueryResult<R>> {
     // Without parameters use the simple protocol, which (like node-postgres)
     // accepts several statements at once: migrations rely on it.
-    const r = await this.send(params.length === 0 ? { op: 'exec', sql: sqlText } : { op: 'query', sql: sqlText, params });
+    const r = await this.send(
+      params.length === 0 ? { op: 'exec', sql: sqlText } : { op: 'query', sql: sqlText, params },
+    );
     if (!r.ok) throw toError(r);
     return { rows: (r.rows ?? []) as R[], numAffectedRows: BigInt(r.affectedRows ?? 0) };
   }
@@ -106,12 +110,7 @@ export class PgliteWorker {
 }
 
 function toError(r: WorkerReply): PgliteError {
-  return new PgliteError(
-    r.error?.message ?? 'PGlite error',
-    r.error?.code,
-    r.error?.detail,
-    r.error?.constraint,
-  );
+  return new PgliteError(r.error?.message ?? 'PGlite error', r.error?.code, r.error?.detail, r.error?.constraint);
 }
 
 /** A tiny FIFO mutex: PGlite is one session, so one connection at a time. */

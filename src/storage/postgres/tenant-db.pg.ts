@@ -1,12 +1,6 @@
 import { createHash } from 'node:crypto';
 import { sql, type Kysely, type RawBuilder, type Selectable, type Transaction } from 'kysely';
-import type {
-  Memory,
-  MemoryFilter,
-  MemoryPatch,
-  MemoryVersion,
-  Page,
-} from '../../domain/memory/memory.types.ts';
+import type { Memory, MemoryFilter, MemoryPatch, MemoryVersion, Page } from '../../domain/memory/memory.types.ts';
 import type { RankedMemory } from '../../domain/search/search.types.ts';
 import type { ApiKey, Org, Scope } from '../../domain/tenancy/tenancy.types.ts';
 import { errors } from '../../errors.ts';
@@ -44,7 +38,9 @@ export class PgTenantDb implements TenantDb {
     if (!isUuid(orgId)) throw errors.validation('org id must be a UUID');
     return guard(() =>
       this.db.transaction().execute(async (tx) => {
-        await sql`SELECT set_config('role', 'engram_app', true), set_config('app.current_org_id', ${orgId}, true)`.execute(tx);
+        await sql`SELECT set_config('role', 'engram_app', true), set_config('app.current_org_id', ${orgId}, true)`.execute(
+          tx,
+        );
         return fn({
           memories: new PgMemoryStore(tx, orgId, this.opts.hasBm25()),
           apiKeys: new PgApiKeyStore(tx, orgId),
@@ -349,7 +345,9 @@ export class PgMemoryStore implements MemoryStore {
     if (q.vector.length !== q.dimension) throw errors.dimensionMismatch(q.model, q.dimension, q.vector.length);
     const dim = sql.raw(String(Math.trunc(q.dimension)));
     const vec = vectorLiteral(q.vector);
-    await sql`SELECT set_config('hnsw.ef_search', '100', true), set_config('hnsw.iterative_scan', 'relaxed_order', true)`.execute(this.tx);
+    await sql`SELECT set_config('hnsw.ef_search', '100', true), set_config('hnsw.iterative_scan', 'relaxed_order', true)`.execute(
+      this.tx,
+    );
     const r = await sql<MemoryRecord & { distance: number }>`
       SELECT ${MEMORY_COLUMNS_SQL}, (e.embedding::vector(${dim}) <=> ${vec}::vector(${dim}))::float8 AS distance
       FROM memory_embeddings e JOIN memories m ON m.org_id = e.org_id AND m.id = e.memory_id
@@ -506,4 +504,3 @@ export class PgSystemStore implements SystemStore {
     return this.bm25 ? 'bm25' : 'ts_rank_cd';
   }
 }
-
