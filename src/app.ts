@@ -51,6 +51,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.decorateRequest('ctx', undefined);
+  // The API speaks JSON only; anything else gets a clear 415.
+  app.removeContentTypeParser('text/plain');
 
   // Deny by default: a route that is neither public nor scoped cannot be registered.
   app.addHook('onRoute', (route) => {
