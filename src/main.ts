@@ -14,7 +14,7 @@ import type { Cache } from './ports/cache.ts';
 import { DataDirLock } from './storage/local/data-dir-lock.ts';
 import { LocalCache } from './storage/local/local-cache.ts';
 import { openDatabase, type Database } from './storage/postgres/database.ts';
-import { Migrator } from './storage/postgres/migrator.ts';
+import { Migrator, migrationLabel } from './storage/postgres/migrator.ts';
 import { PgSystemStore, PgTenantDb } from './storage/postgres/tenant-db.pg.ts';
 import { ValkeyCache } from './storage/valkey/valkey-cache.ts';
 
@@ -73,7 +73,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
     const migrator = new Migrator(database.adminDb, database.kind);
     if (opts.migrate !== false) {
       const runs = await migrator.up();
-      for (const r of runs) log.info({ migration: `${r.version}_${r.name}` }, 'migration applied');
+      for (const r of runs) log.info({ migration: migrationLabel(r) }, 'migration applied');
     }
 
     let cache: Cache;

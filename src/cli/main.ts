@@ -9,7 +9,7 @@ import { presentApiKey, presentHit, presentMemory, presentVersion } from '../htt
 import { startServer } from '../main.ts';
 import { DataDirLock, readLock } from '../storage/local/data-dir-lock.ts';
 import { openDatabase } from '../storage/postgres/database.ts';
-import { Migrator } from '../storage/postgres/migrator.ts';
+import { Migrator, migrationLabel } from '../storage/postgres/migrator.ts';
 import { withTarget, type Target } from './target.ts';
 
 const out = (s: string): void => {
@@ -56,9 +56,7 @@ async function migrate(action: 'up' | 'down' | 'status' | 'verify', steps: numbe
     const migrator = new Migrator(db.adminDb, db.kind);
     if (action === 'status') {
       for (const s of await migrator.status()) {
-        out(
-          `${String(s.version).padStart(4, '0')}  ${s.name.padEnd(24)} ${s.state.padEnd(12)} ${s.appliedAt?.toISOString() ?? ''}`,
-        );
+        out(`${migrationLabel(s).padEnd(28)} ${s.state.padEnd(12)} ${s.appliedAt?.toISOString() ?? ''}`);
       }
     } else if (action === 'verify') {
       const r = await migrator.verify();
@@ -73,7 +71,7 @@ async function migrate(action: 'up' | 'down' | 'status' | 'verify', steps: numbe
       for (const r of runs) {
         const checked = r.verified.map((v) => `${v.table}(${v.rows} rows)`).join(', ');
         out(
-          `${r.direction === 'up' ? 'applied' : 'rolled back'} ${String(r.version).padStart(4, '0')}_${r.name}${checked ? `; data verified: ${checked}` : ''}`,
+          `${r.direction === 'up' ? 'applied' : 'rolled back'} ${migrationLabel(r)}${checked ? `; data verified: ${checked}` : ''}`,
         );
       }
     }

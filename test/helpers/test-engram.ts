@@ -107,7 +107,12 @@ export async function createTestEngram(env: Record<string, string> = {}): Promis
         slug,
         key: issued.secret,
         auth: { authorization: `Bearer ${issued.secret}` },
-        ctx: { orgId: org.id, actor: { type: 'api_key', id: issued.key.id }, scopes: new Set(ALL_SCOPES), requestId: 'test' },
+        ctx: {
+          orgId: org.id,
+          actor: { type: 'api_key', id: issued.key.id },
+          scopes: new Set(ALL_SCOPES),
+          requestId: 'test',
+        },
         keyWith: async (scopes) => (await engram.apiKeys.create(org.id, { name: 'scoped', scopes })).secret,
       };
     },

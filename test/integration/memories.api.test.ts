@@ -11,16 +11,31 @@ describe(`memories REST API (${backend})`, () => {
   });
   afterAll(async () => t.close());
 
-  const post = (payload: unknown, headers = org.auth) => t.app.inject({ method: 'POST', url: '/v1/memories', headers, payload: payload as object });
-  const count = async () => (await t.app.inject({ method: 'GET', url: '/v1/memories?limit=100', headers: org.auth })).json().items.length as number;
+  const post = (payload: unknown, headers = org.auth) =>
+    t.app.inject({ method: 'POST', url: '/v1/memories', headers, payload: payload as object });
+  const count = async () =>
+    (await t.app.inject({ method: 'GET', url: '/v1/memories?limit=100', headers: org.auth })).json().items
+      .length as number;
 
   describe('POST /v1/memories', () => {
     it('stores a memory and returns it with a UUIDv7 id', async () => {
-      const res = await post({ content: 'Use pnpm in the web repo', scope: { project: 'web', user: 'ann' }, tags: ['tooling', 'tooling', ' js '], metadata: { team: 'fe' } });
+      const res = await post({
+        content: 'Use pnpm in the web repo',
+        scope: { project: 'web', user: 'ann' },
+        tags: ['tooling', 'tooling', ' js '],
+        metadata: { team: 'fe' },
+      });
       expect(res.statusCode).toBe(201);
       const m = res.json();
       expect(m.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
-      expect(m).toMatchObject({ content: 'Use pnpm in the web repo', scope: { project: 'web', user: 'ann' }, tags: ['js', 'tooling'], metadata: { team: 'fe' }, version: 1, deduplicated: false });
+      expect(m).toMatchObject({
+        content: 'Use pnpm in the web repo',
+        scope: { project: 'web', user: 'ann' },
+        tags: ['js', 'tooling'],
+        metadata: { team: 'fe' },
+        version: 1,
+        deduplicated: false,
+      });
       expect(m.contentHash).toMatch(/^[0-9a-f]{64}$/);
     });
 
@@ -64,10 +79,20 @@ describe(`memories REST API (${backend})`, () => {
     });
 
     it('answers 400 to malformed JSON and 415 to a non-JSON body', async () => {
-      const bad = await t.app.inject({ method: 'POST', url: '/v1/memories', headers: { ...org.auth, 'content-type': 'application/json' }, payload: '{"content": ' });
+      const bad = await t.app.inject({
+        method: 'POST',
+        url: '/v1/memories',
+        headers: { ...org.auth, 'content-type': 'application/json' },
+        payload: '{"content": ',
+      });
       expect(bad.statusCode).toBe(400);
       expect(bad.json().error.code).toBe('VALIDATION_FAILED');
-      const text = await t.app.inject({ method: 'POST', url: '/v1/memories', headers: { ...org.auth, 'content-type': 'text/plain' }, payload: 'hello' });
+      const text = await t.app.inject({
+        method: 'POST',
+        url: '/v1/memories',
+        headers: { ...org.auth, 'content-type': 'text/plain' },
+        payload: 'hello',
+      });
       expect(text.statusCode).toBe(415);
       expect(text.json().error.code).toBe('UNSUPPORTED_MEDIA_TYPE');
     });
@@ -76,12 +101,24 @@ describe(`memories REST API (${backend})`, () => {
   describe('GET, PATCH, DELETE /v1/memories/:id', () => {
     it('gets, updates with history, and deletes', async () => {
       const id = (await post({ content: 'The API uses Fastify', tags: ['stack'] })).json().id as string;
-      expect((await t.app.inject({ method: 'GET', url: `/v1/memories/${id}`, headers: org.auth })).json().content).toBe('The API uses Fastify');
+      expect((await t.app.inject({ method: 'GET', url: `/v1/memories/${id}`, headers: org.auth })).json().content).toBe(
+        'The API uses Fastify',
+      );
 
-      const p1 = await t.app.inject({ method: 'PATCH', url: `/v1/memories/${id}`, headers: org.auth, payload: { content: 'The API uses Fastify 5', expectedVersion: 1 } });
+      const p1 = await t.app.inject({
+        method: 'PATCH',
+        url: `/v1/memories/${id}`,
+        headers: org.auth,
+        payload: { content: 'The API uses Fastify 5', expectedVersion: 1 },
+      });
       expect(p1.statusCode).toBe(200);
       expect(p1.json()).toMatchObject({ version: 2, content: 'The API uses Fastify 5', tags: ['stack'] });
-      const p2 = await t.app.inject({ method: 'PATCH', url: `/v1/memories/${id}`, headers: org.auth, payload: { tags: ['stack', 'http'], metadata: { checked: true } } });
+      const p2 = await t.app.inject({
+        method: 'PATCH',
+        url: `/v1/memories/${id}`,
+        headers: org.auth,
+        payload: { tags: ['stack', 'http'], metadata: { checked: true } },
+      });
       expect(p2.json()).toMatchObject({ version: 3, tags: ['http', 'stack'], metadata: { checked: true } });
 
       const hist = await t.app.inject({ method: 'GET', url: `/v1/memories/${id}/history`, headers: org.auth });
@@ -100,13 +137,25 @@ describe(`memories REST API (${backend})`, () => {
       const gone = await t.app.inject({ method: 'GET', url: `/v1/memories/${id}`, headers: org.auth });
       expect(gone.statusCode).toBe(404);
       expect(gone.json().error.code).toBe('MEMORY_NOT_FOUND');
-      expect((await t.app.inject({ method: 'DELETE', url: `/v1/memories/${id}`, headers: org.auth })).statusCode).toBe(404);
+      expect((await t.app.inject({ method: 'DELETE', url: `/v1/memories/${id}`, headers: org.auth })).statusCode).toBe(
+        404,
+      );
     });
 
     it('refuses a stale expectedVersion with 409 and changes nothing', async () => {
       const id = (await post({ content: 'Staging DB is Postgres 16' })).json().id as string;
-      await t.app.inject({ method: 'PATCH', url: `/v1/memories/${id}`, headers: org.auth, payload: { content: 'Staging DB is Postgres 17' } });
-      const stale = await t.app.inject({ method: 'PATCH', url: `/v1/memories/${id}`, headers: org.auth, payload: { content: 'lost update', expectedVersion: 1 } });
+      await t.app.inject({
+        method: 'PATCH',
+        url: `/v1/memories/${id}`,
+        headers: org.auth,
+        payload: { content: 'Staging DB is Postgres 17' },
+      });
+      const stale = await t.app.inject({
+        method: 'PATCH',
+        url: `/v1/memories/${id}`,
+        headers: org.auth,
+        payload: { content: 'lost update', expectedVersion: 1 },
+      });
       expect(stale.statusCode).toBe(409);
       expect(stale.json().error).toMatchObject({ code: 'CONFLICT', details: { currentVersion: 2 } });
       const now = await t.app.inject({ method: 'GET', url: `/v1/memories/${id}/history`, headers: org.auth });
@@ -117,15 +166,30 @@ describe(`memories REST API (${backend})`, () => {
     it('refuses an update that would duplicate another memory in the scope with 409, leaving both intact', async () => {
       const a = (await post({ content: 'alpha fact', scope: { session: 's1' } })).json().id as string;
       await post({ content: 'beta fact', scope: { session: 's1' } });
-      const res = await t.app.inject({ method: 'PATCH', url: `/v1/memories/${a}`, headers: org.auth, payload: { content: 'beta fact' } });
+      const res = await t.app.inject({
+        method: 'PATCH',
+        url: `/v1/memories/${a}`,
+        headers: org.auth,
+        payload: { content: 'beta fact' },
+      });
       expect(res.statusCode).toBe(409);
       const after = await t.app.inject({ method: 'GET', url: `/v1/memories/${a}/history`, headers: org.auth });
       expect(after.json().versions.map((v: { content: string }) => v.content)).toEqual(['alpha fact']);
     });
 
     it('answers 404 for a malformed or unknown id, and 400 for an empty patch', async () => {
-      expect((await t.app.inject({ method: 'GET', url: '/v1/memories/not-a-uuid', headers: org.auth })).statusCode).toBe(404);
-      expect((await t.app.inject({ method: 'GET', url: '/v1/memories/01a2013f-67d9-747f-96d4-e8d35187ad10', headers: org.auth })).statusCode).toBe(404);
+      expect(
+        (await t.app.inject({ method: 'GET', url: '/v1/memories/not-a-uuid', headers: org.auth })).statusCode,
+      ).toBe(404);
+      expect(
+        (
+          await t.app.inject({
+            method: 'GET',
+            url: '/v1/memories/01a2013f-67d9-747f-96d4-e8d35187ad10',
+            headers: org.auth,
+          })
+        ).statusCode,
+      ).toBe(404);
       const id = (await post({ content: 'something to patch' })).json().id as string;
       const empty = await t.app.inject({ method: 'PATCH', url: `/v1/memories/${id}`, headers: org.auth, payload: {} });
       expect(empty.statusCode).toBe(400);
@@ -153,9 +217,18 @@ describe(`memories REST API (${backend})`, () => {
       const p = (payload: object) => post(payload, o.auth);
       await p({ content: 'a', scope: { user: 'u1', agent: 'bot' }, tags: ['x', 'y'], metadata: { lang: 'ts', n: 1 } });
       await p({ content: 'b', scope: { user: 'u1' }, tags: ['x'], metadata: { lang: 'go' } });
-      await p({ content: 'c', scope: { user: 'u2' }, tags: ['y'], validFrom: '2020-01-01T00:00:00Z', validTo: '2021-01-01T00:00:00Z' });
+      await p({
+        content: 'c',
+        scope: { user: 'u2' },
+        tags: ['y'],
+        validFrom: '2020-01-01T00:00:00Z',
+        validTo: '2021-01-01T00:00:00Z',
+      });
       const q = async (qs: string) =>
-        (await t.app.inject({ method: 'GET', url: `/v1/memories?${qs}`, headers: o.auth })).json().items.map((m: { content: string }) => m.content).sort();
+        (await t.app.inject({ method: 'GET', url: `/v1/memories?${qs}`, headers: o.auth }))
+          .json()
+          .items.map((m: { content: string }) => m.content)
+          .sort();
       expect(await q('user=u1')).toEqual(['a', 'b']);
       expect(await q('user=u1&agent=bot')).toEqual(['a']);
       expect(await q('tag=x')).toEqual(['a', 'b']);
@@ -179,10 +252,19 @@ describe(`memories REST API (${backend})`, () => {
       expect(none.statusCode).toBe(401);
       expect(none.json().error.code).toBe('UNAUTHENTICATED');
       expect(none.headers['www-authenticate']).toContain('Bearer');
-      const junk = await t.app.inject({ method: 'GET', url: '/v1/memories', headers: { authorization: 'Bearer nope' } });
+      const junk = await t.app.inject({
+        method: 'GET',
+        url: '/v1/memories',
+        headers: { authorization: 'Bearer nope' },
+      });
       expect(junk.statusCode).toBe(401);
 
-      const created = await t.app.inject({ method: 'POST', url: '/v1/keys', headers: org.auth, payload: { name: 'temp', scopes: ['memories:read'] } });
+      const created = await t.app.inject({
+        method: 'POST',
+        url: '/v1/keys',
+        headers: org.auth,
+        payload: { name: 'temp', scopes: ['memories:read'] },
+      });
       expect(created.statusCode).toBe(201);
       const { key, secret } = created.json();
       expect(secret).toMatch(/^egm_[a-z0-9]{12}_/);
@@ -190,7 +272,9 @@ describe(`memories REST API (${backend})`, () => {
       expect((await t.app.inject({ method: 'GET', url: '/v1/memories', headers: h })).statusCode).toBe(200);
       const listed = await t.app.inject({ method: 'GET', url: '/v1/keys', headers: org.auth });
       expect(JSON.stringify(listed.json())).not.toContain(secret.split('_')[2]);
-      expect((await t.app.inject({ method: 'DELETE', url: `/v1/keys/${key.id}`, headers: org.auth })).json().revokedAt).not.toBeNull();
+      expect(
+        (await t.app.inject({ method: 'DELETE', url: `/v1/keys/${key.id}`, headers: org.auth })).json().revokedAt,
+      ).not.toBeNull();
       const revoked = await t.app.inject({ method: 'GET', url: '/v1/memories', headers: h });
       expect(revoked.statusCode).toBe(401);
       expect(revoked.json().error.message).toMatch(/revoked/);
@@ -203,12 +287,21 @@ describe(`memories REST API (${backend})`, () => {
       expect(res.statusCode).toBe(403);
       expect(res.json().error).toMatchObject({ code: 'FORBIDDEN', details: { requiredScope: 'memories:write' } });
       expect(await count()).toBe(before);
-      const keys = await t.app.inject({ method: 'GET', url: '/v1/keys', headers: { authorization: `Bearer ${readOnly}` } });
+      const keys = await t.app.inject({
+        method: 'GET',
+        url: '/v1/keys',
+        headers: { authorization: `Bearer ${readOnly}` },
+      });
       expect(keys.statusCode).toBe(403);
     });
 
     it('rejects an expired key', async () => {
-      const past = await t.app.inject({ method: 'POST', url: '/v1/keys', headers: org.auth, payload: { name: 'old', expiresAt: '2001-01-01T00:00:00Z' } });
+      const past = await t.app.inject({
+        method: 'POST',
+        url: '/v1/keys',
+        headers: org.auth,
+        payload: { name: 'old', expiresAt: '2001-01-01T00:00:00Z' },
+      });
       expect(past.statusCode).toBe(400);
     });
   });
@@ -224,7 +317,9 @@ describe(`memories REST API (${backend})`, () => {
     expect(res.statusCode).toBe(200);
     const doc = res.json();
     expect(doc.openapi).toBe('3.1.0');
-    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/memories', '/v1/memories/{id}', '/v1/memories/search', '/v1/memories/{id}/history']));
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining(['/v1/memories', '/v1/memories/{id}', '/v1/memories/search', '/v1/memories/{id}/history']),
+    );
     const docs = await t.app.inject({ method: 'GET', url: '/docs/' });
     expect(docs.statusCode).toBe(200);
     expect(docs.body).toContain('swagger');

@@ -31,7 +31,9 @@ describe(`tenant isolation (${backend})`, () => {
 
   it('RLS limits raw SQL to the org set for the transaction, even without a WHERE on org_id', async () => {
     const seen = await t.engram.database.db.transaction().execute(async (tx) => {
-      await sql`SELECT set_config('role', 'engram_app', true), set_config('app.current_org_id', ${b.orgId}, true)`.execute(tx);
+      await sql`SELECT set_config('role', 'engram_app', true), set_config('app.current_org_id', ${b.orgId}, true)`.execute(
+        tx,
+      );
       return (await sql<{ id: string }>`SELECT id FROM memories`.execute(tx)).rows.map((r) => r.id);
     });
     expect(seen.length).toBe(1);
@@ -41,7 +43,9 @@ describe(`tenant isolation (${backend})`, () => {
   it('RLS refuses to write a row into another org', async () => {
     await expect(
       t.engram.database.db.transaction().execute(async (tx) => {
-        await sql`SELECT set_config('role', 'engram_app', true), set_config('app.current_org_id', ${b.orgId}, true)`.execute(tx);
+        await sql`SELECT set_config('role', 'engram_app', true), set_config('app.current_org_id', ${b.orgId}, true)`.execute(
+          tx,
+        );
         await sql`INSERT INTO memories (org_id, id, scope_key, content, content_hash)
                   VALUES (${a.orgId}, gen_random_uuid(), '[]', 'x', 'h')`.execute(tx);
       }),
@@ -50,7 +54,9 @@ describe(`tenant isolation (${backend})`, () => {
 
   it('raw UPDATE and DELETE across orgs affect no row', async () => {
     const counts = await t.engram.database.db.transaction().execute(async (tx) => {
-      await sql`SELECT set_config('role', 'engram_app', true), set_config('app.current_org_id', ${b.orgId}, true)`.execute(tx);
+      await sql`SELECT set_config('role', 'engram_app', true), set_config('app.current_org_id', ${b.orgId}, true)`.execute(
+        tx,
+      );
       const u = await sql`UPDATE memories SET content = 'pwned' WHERE id = ${memoryOfA}`.execute(tx);
       const d = await sql`DELETE FROM memories WHERE id = ${memoryOfA}`.execute(tx);
       return [u.numAffectedRows, d.numAffectedRows];
@@ -66,7 +72,12 @@ describe(`tenant isolation (${backend})`, () => {
   });
 
   it('does not update, delete or show the history of a memory of another org', async () => {
-    const patch = await t.app.inject({ method: 'PATCH', url: `/v1/memories/${memoryOfA}`, headers: b.auth, payload: { content: 'pwned' } });
+    const patch = await t.app.inject({
+      method: 'PATCH',
+      url: `/v1/memories/${memoryOfA}`,
+      headers: b.auth,
+      payload: { content: 'pwned' },
+    });
     const del = await t.app.inject({ method: 'DELETE', url: `/v1/memories/${memoryOfA}`, headers: b.auth });
     const hist = await t.app.inject({ method: 'GET', url: `/v1/memories/${memoryOfA}/history`, headers: b.auth });
     expect([patch.statusCode, del.statusCode, hist.statusCode]).toEqual([404, 404, 404]);
@@ -79,7 +90,12 @@ describe(`tenant isolation (${backend})`, () => {
     const list = await t.app.inject({ method: 'GET', url: '/v1/memories?limit=100', headers: b.auth });
     expect(list.json().items.map((m: { id: string }) => m.id)).not.toContain(memoryOfA);
     for (const mode of ['lexical', 'vector', 'hybrid']) {
-      const s = await t.app.inject({ method: 'POST', url: '/v1/memories/search', headers: b.auth, payload: { query: 'secret plan', mode } });
+      const s = await t.app.inject({
+        method: 'POST',
+        url: '/v1/memories/search',
+        headers: b.auth,
+        payload: { query: 'secret plan', mode },
+      });
       expect(s.statusCode).toBe(200);
       expect(s.json().results.map((r: { memory: { id: string } }) => r.memory.id)).not.toContain(memoryOfA);
     }
@@ -104,7 +120,12 @@ describe(`tenant isolation (${backend})`, () => {
       payload: { content: 'which org am I in?', orgId: a.orgId },
     });
     expect(res.statusCode).toBe(400);
-    const ok = await t.app.inject({ method: 'POST', url: '/v1/memories', headers: { ...b.auth, 'x-org-id': a.orgId }, payload: { content: 'which org am I in?' } });
+    const ok = await t.app.inject({
+      method: 'POST',
+      url: '/v1/memories',
+      headers: { ...b.auth, 'x-org-id': a.orgId },
+      payload: { content: 'which org am I in?' },
+    });
     expect(ok.statusCode).toBe(201);
     await expect(t.engram.memories.get(a.ctx, ok.json().id)).rejects.toMatchObject({ code: 'MEMORY_NOT_FOUND' });
   });

@@ -47,6 +47,10 @@ export interface MigrationRun {
 
 export const DEFAULT_MIGRATIONS_DIR = fileURLToPath(new URL('../../../migrations/', import.meta.url));
 
+/** `0004_bm25`: how migrations are named in every message. */
+export const migrationLabel = (m: { version: number; name: string }): string =>
+  `${String(m.version).padStart(4, '0')}_${m.name}`;
+
 // Arbitrary constant: one Engram schema per database migrates at a time.
 const ADVISORY_LOCK_KEY = 4_203_172_026;
 
@@ -217,7 +221,7 @@ export class Migrator {
       if (m === undefined) {
         throw new AppError(
           'MIGRATION_FAILED',
-          `Migration ${s.version}_${s.name} is applied but its file is missing; cannot roll back`,
+          `Migration ${migrationLabel(s)} is applied but its file is missing; cannot roll back`,
         );
       }
       runs.push(await this.run(m, 'down'));
@@ -227,7 +231,7 @@ export class Migrator {
 
   private async run(m: Migration, direction: 'up' | 'down'): Promise<MigrationRun> {
     const body = direction === 'up' ? m.up : m.down;
-    const label = `${String(m.version).padStart(4, '0')}_${m.name} (${direction})`;
+    const label = `${migrationLabel(m)} (${direction})`;
     try {
       return await this.db.transaction().execute(async (tx) => {
         if (this.kind === 'postgres') await sql`SELECT pg_advisory_xact_lock(${ADVISORY_LOCK_KEY})`.execute(tx);
@@ -286,10 +290,10 @@ export class Migrator {
   async verify(): Promise<{ ok: boolean; problems: string[] }> {
     const problems: string[] = [];
     for (const s of await this.status()) {
-      if (s.state === 'changed') problems.push(`migration ${s.version}_${s.name} was edited after it was applied`);
+      if (s.state === 'changed') problems.push(`migration ${migrationLabel(s)} was edited after it was applied`);
       if (s.state === 'missing-file')
-        problems.push(`migration ${s.version}_${s.name} is applied but its file is missing`);
-      if (s.state === 'pending') problems.push(`migration ${s.version}_${s.name} is pending`);
+        problems.push(`migration ${migrationLabel(s)} is applied but its file is missing`);
+      if (s.state === 'pending') problems.push(`migration ${migrationLabel(s)} is pending`);
     }
     const rls = await sql<{ t: string; enabled: boolean; forced: boolean }>`
       SELECT c.relname AS t, c.relrowsecurity AS enabled, c.relforcerowsecurity AS forced

@@ -1,0 +1,148 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { loadConfig, redactedSummary, type Config } from '../../src/config/config.ts';
+import { startServer, type RunningServer } from '../../src/main.ts';
+
+/**
+ * One Engram server per backend, in this process, on 127.0.0.1 and a free
+ * port, over a fresh store: a temp data dir (PGlite) or a fresh database
+ * `engram_bench_<random>` (PostgreSQL). `close()` stops the server and removes
+ * the store; it is safe to call more than once and after a failed start.
+ */
+
+export type BackendName = 'pglite' | 'postgres';
+export const BACKENDS: readonly BackendName[] = ['pglite', 'postgres'];
+
+export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
+
+/** The benchmark only ever talks to this machine. */
+export function assertLoopback(name: string, url: string): void {
+  const host = new URL(url).hostname;
+  if (!LOOPBACK.has(host)) throw new Error(`${name} must point at 127.0.0.1 for the benchmark (got host ${host})`);
+}
+
+export interface Backend {
+  readonly name: BackendName;
+  readonly url: string;
+  readonly apiKey: string;
+  readonly server: RunningServer;
+  readonly config: Config;
+  /** Name of the temporary database (postgres only). */
+  readonly database: string | undefined;
+  /** Facts about the store worth recording (server version, ranker, …). */
+  readonly info: Record<string, unknown>;
+  close(opts?: { keep?: boolean }): Promise<void>;
+}
+
+export interface BackendOptions {
+  readonly databaseUrl: string;
+  readonly valkeyUrl: string | undefined;
+  /** Extra environment for loadConfig (e.g. DATABASE_POOL_MAX). */
+  readonly env: Readonly<Record<string, string>>;
+}
+
+async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: url, application_name: 'engram-bench' });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+/**
+ * startServer prints the first-start admin key banner on stdout; the key is
+ * also in <dataDir>/admin.key, which is what we read. The banner is moved to
+ * stderr so stdout keeps only the result table.
+ */
+async function quietStart(config: Config): Promise<RunningServer> {
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) =>
+    (process.stderr.write as (c: string | Uint8Array, ...r: unknown[]) => boolean)(
+      chunk,
+      ...rest,
+    )) as typeof process.stdout.write;
+  try {
+    return await startServer(config);
+  } finally {
+    process.stdout.write = write;
+  }
+}
+
+export async function startBackend(name: BackendName, opts: BackendOptions): Promise<Backend> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), `engram-bench-${name}-`));
+  let database: string | undefined;
+  let server: RunningServer | undefined;
+  let closed = false;
+
+  const close = async (o: { keep?: boolean } = {}) => {
+    if (closed) return;
+    closed = true;
+    if (server !== undefined) await server.stop().catch((e: unknown) => warn(`stopping ${name} failed`, e));
+    if (o.keep === true) {
+      process.stderr.write(
+        `[bench] kept ${name} store: ${database === undefined ? dataDir : `database ${database}, dir ${dataDir}`}\n`,
+      );
+      return;
+    }
+    if (database !== undefined) {
+      const db = database;
+      await withClient(opts.databaseUrl, (c) => c.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`)).catch(
+        (e: unknown) => warn(`dropping database ${db} failed`, e),
+      );
+    }
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+
+  try {
+    const env: Record<string, string> = {
+      ...opts.env,
+      HOST: '127.0.0.1',
+      PORT: '0',
+      LOG_LEVEL: 'warn',
+      ENGRAM_DATA_DIR: dataDir,
+      REEMBED_INTERVAL_MS: '0',
+      EMBEDDER: 'builtin',
+    };
+    const info: Record<string, unknown> = {};
+    if (name === 'postgres') {
+      assertLoopback('DATABASE_URL', opts.databaseUrl);
+      database = `engram_bench_${randomBytes(6).toString('hex')}`;
+      const db = database;
+      info.serverVersion = await withClient(opts.databaseUrl, async (c) => {
+        await c.query(`CREATE DATABASE ${db}`);
+        const r = await c.query<{ v: string }>('SHOW server_version');
+        return r.rows[0]?.v;
+      });
+      const u = new URL(opts.databaseUrl);
+      u.pathname = `/${database}`;
+      env.DATABASE_URL = u.toString();
+      if (opts.valkeyUrl !== undefined) {
+        assertLoopback('VALKEY_URL', opts.valkeyUrl);
+        env.VALKEY_URL = opts.valkeyUrl;
+      }
+    }
+    const config = loadConfig(env);
+    server = await quietStart(config);
+    const apiKey = readFileSync(path.join(dataDir, 'admin.key'), 'utf8').trim();
+    if (!new URL(server.url).hostname.startsWith('127.')) throw new Error(`server listens on ${server.url}`);
+    info.lexicalRanker = await server.engram.system.lexicalRanker();
+    info.cache = config.valkeyUrl === undefined ? 'in-process' : 'valkey';
+    return { name, url: server.url, apiKey, server, config, database, info, close };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
+
+export const configSummary = (b: Backend): Record<string, unknown> => redactedSummary(b.config);
+
+function warn(what: string, e: unknown): void {
+  process.stderr.write(`[bench] ${what}: ${e instanceof Error ? e.message : String(e)}\n`);
+}

@@ -1,0 +1,68 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { BuiltinEmbedder } from '../../src/embed/builtin.embedder.ts';
+
+/**
+ * A stand-in for a third-party OpenAI-compatible embeddings service, speaking
+ * the real wire protocol (`POST /v1/embeddings`) over real HTTP. Vectors come
+ * from the builtin embedder so results are meaningful. `down()` makes it
+ * answer 503 (a failing provider); `dimension` can be changed to simulate a
+ * model swap behind the same name.
+ */
+export interface FakeOpenAi {
+  readonly baseUrl: string;
+  readonly calls: number;
+  down(on: boolean): void;
+  setDimension(d: number): void;
+  close(): Promise<void>;
+}
+
+export async function startFakeOpenAi(dimension = 64): Promise<FakeOpenAi> {
+  let isDown = false;
+  let dim = dimension;
+  let calls = 0;
+  const server: Server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString('utf8')));
+    req.on('end', () => {
+      calls += 1;
+      if (isDown) {
+        res.writeHead(503, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: { message: 'overloaded', type: 'server_error' } }));
+        return;
+      }
+      if (req.method !== 'POST' || req.url !== '/v1/embeddings') {
+        res.writeHead(404).end();
+        return;
+      }
+      const parsed = JSON.parse(body) as { model: string; input: string[] };
+      const embedder = new BuiltinEmbedder('fake', dim);
+      void embedder.embed(parsed.input).then((vectors) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(
+          JSON.stringify({
+            object: 'list',
+            model: parsed.model,
+            data: vectors.map((v, index) => ({ object: 'embedding', index, embedding: Array.from(v) })),
+            usage: { prompt_tokens: 0, total_tokens: 0 },
+          }),
+        );
+      });
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  return {
+    baseUrl: `http://127.0.0.1:${port}/v1`,
+    get calls() {
+      return calls;
+    },
+    down: (on) => {
+      isDown = on;
+    },
+    setDimension: (d) => {
+      dim = d;
+    },
+    close: () => new Promise((r) => server.close(() => r())),
+  };
+}
