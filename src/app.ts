@@ -34,6 +34,38 @@ export interface AppDeps {
 /** Path prefixes served without credentials: docs and the OpenAPI document. */
 const PUBLIC_PREFIXES = ['/docs', '/openapi.json'];
 
+export interface RouteInfo {
+  readonly method: string;
+  readonly url: string;
+  readonly scope: string | undefined;
+  readonly public: boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Every registered route with its access rule, for audits and the inventory test. */
+    routeInventory: readonly RouteInfo[];
+  }
+}
+
+/**
+ * Deny by default: registering a route that is neither public nor scoped
+ * throws, so the server cannot start with an unguarded route.
+ */
+export function guardRouteScopes(app: FastifyInstance): RouteInfo[] {
+  const routes: RouteInfo[] = [];
+  app.addHook('onRoute', (route) => {
+    const isPublic = route.config?.public === true || PUBLIC_PREFIXES.some((p) => route.url.startsWith(p));
+    if (!isPublic && route.config?.scope === undefined) {
+      throw new Error(`Route ${String(route.method)} ${route.url} declares no scope and is not public`);
+    }
+    for (const method of [route.method].flat()) {
+      routes.push({ method, url: route.url, scope: route.config?.scope, public: isPublic });
+    }
+  });
+  return routes;
+}
+
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** Builds the Fastify app. Never listens: `main.ts` does, tests use `inject()`. */
@@ -54,13 +86,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // The API speaks JSON only; anything else gets a clear 415.
   app.removeContentTypeParser('text/plain');
 
-  // Deny by default: a route that is neither public nor scoped cannot be registered.
-  app.addHook('onRoute', (route) => {
-    const isPublic = route.config?.public === true || PUBLIC_PREFIXES.some((p) => route.url.startsWith(p));
-    if (!isPublic && route.config?.scope === undefined) {
-      throw new Error(`Route ${String(route.method)} ${route.url} declares no scope and is not public`);
-    }
-  });
+  const routes = guardRouteScopes(app);
+  app.decorate('routeInventory', routes);
 
   app.addHook('onRequest', async (req, reply) => {
     void reply.header('x-request-id', req.id);

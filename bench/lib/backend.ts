@@ -63,11 +63,7 @@ async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Pro
  */
 async function quietStart(config: Config): Promise<RunningServer> {
   const write = process.stdout.write.bind(process.stdout);
-  process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) =>
-    (process.stderr.write as (c: string | Uint8Array, ...r: unknown[]) => boolean)(
-      chunk,
-      ...rest,
-    )) as typeof process.stdout.write;
+  process.stdout.write = process.stderr.write.bind(process.stderr);
   try {
     return await startServer(config);
   } finally {

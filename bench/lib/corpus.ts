@@ -231,7 +231,14 @@ const PEOPLE = [
 
 const PROJECTS = ['atlas', 'borealis', 'cinder', 'dynamo', 'ember', 'fjord', 'granite', 'harbor'] as const;
 const AGENTS = ['claude-code', 'cursor', 'copilot', 'aider'] as const;
-const ENVS = ['production', 'staging', 'the dev cluster', 'the eu region', 'the us-east region', 'local docker'] as const;
+const ENVS = [
+  'production',
+  'staging',
+  'the dev cluster',
+  'the eu region',
+  'the us-east region',
+  'local docker',
+] as const;
 const DAYS = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday'] as const;
 
 const VERBS = [
@@ -441,21 +448,31 @@ export function memoryAt(seed: number, i: number): BenchMemory {
   const target = Math.max(10, Math.min(80, Math.round(10 + (r() + r()) * 35)));
   const words = wordsOf(lead(r, kind, svc, tech, person));
   while (words.length < target) words.push(...wordsOf(detail(r, svc, tech)));
-  let text = words.slice(0, Math.max(target, 10)).join(' ');
+  // End on a sentence boundary when one is close to the target, else cut there.
+  let end = target;
+  for (let k = target; k >= Math.max(10, Math.floor(target * 0.75)); k--) {
+    if (/[.!?]$/.test(words[k - 1] ?? '')) {
+      end = k;
+      break;
+    }
+  }
+  let text = words.slice(0, end).join(' ');
   if (!/[.!?]$/.test(text)) text = `${text.replace(/[,;:]$/, '')}.`;
   const content = text.charAt(0).toUpperCase() + text.slice(1);
 
   const scope: BenchMemory['scope'] = { project: pick(r, PROJECTS) };
   if (r() < 0.7) scope.user = person;
   if (r() < 0.3) scope.agent = pick(r, AGENTS);
-  const tags = [kind, svc];
+  const tags: string[] = [kind, svc];
   if (r() < 0.5) tags.push(tech);
   return { content, scope, tags, metadata: { kind, source: 'bench', n: i } };
 }
 
 const QUERY_WORDS: readonly string[] = [
   ...new Set(
-    [...SERVICES, ...TECH, ...NOUNS, ...VERBS, ...QUALIFIERS, ...PEOPLE, ...KINDS].flatMap((s) => wordsOf(s)),
+    ([...SERVICES, ...TECH, ...NOUNS, ...VERBS, ...QUALIFIERS, ...PEOPLE, ...KINDS] as readonly string[]).flatMap((s) =>
+      wordsOf(s),
+    ),
   ),
 ];
 
@@ -467,7 +484,12 @@ export function queryAt(seed: number, i: number): string {
   if (style < 0.25) {
     // A question an agent would ask: "how do we rotate the vault secret".
     words = [
-      ...pick(r, [['how', 'to'], ['why', 'did'], ['what', 'is'], ['who', 'owns']]),
+      ...pick(r, [
+        ['how', 'to'],
+        ['why', 'did'],
+        ['what', 'is'],
+        ['who', 'owns'],
+      ]),
       ...wordsOf(pick(r, [pick(r, VERBS), pick(r, TECH)])),
       ...wordsOf(pick(r, NOUNS)),
     ];

@@ -17,7 +17,7 @@ export class Health {
   private shuttingDown = false;
   constructor(
     private readonly probes: readonly Probe[],
-    private readonly timeoutMs = 2_000,
+    private readonly timeoutMs = 1_000,
   ) {}
 
   markShuttingDown(): void {
