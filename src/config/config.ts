@@ -160,23 +160,23 @@ export function loadConfig(env: Env = process.env): Config {
       problems.push(`${issue.path.join('.')}: ${issue.message}`);
     }
   }
+  // Cross-field rules run on the raw values too, so every mistake is named at once.
+  if (
+    resolved.EMBEDDER === 'openai' &&
+    resolved.OPENAI_BASE_URL === undefined &&
+    resolved.OPENAI_API_KEY === undefined
+  ) {
+    problems.push('OPENAI_API_KEY: required when EMBEDDER=openai with the default OPENAI_BASE_URL');
+  }
+  if (resolved.DATABASE_ADMIN_URL !== undefined && resolved.DATABASE_URL === undefined) {
+    problems.push('DATABASE_ADMIN_URL: only meaningful together with DATABASE_URL');
+  }
   if (problems.length > 0 || !parsed.success) {
     throw new AppError('CONFIG_INVALID', `Invalid configuration:\n  - ${problems.join('\n  - ')}`, {
       details: { problems },
     });
   }
   const e = parsed.data;
-  if (e.EMBEDDER === 'openai' && e.OPENAI_BASE_URL === undefined && e.OPENAI_API_KEY === undefined) {
-    problems.push('OPENAI_API_KEY: required when EMBEDDER=openai with the default OPENAI_BASE_URL');
-  }
-  if (e.DATABASE_ADMIN_URL !== undefined && e.DATABASE_URL === undefined) {
-    problems.push('DATABASE_ADMIN_URL: only meaningful together with DATABASE_URL');
-  }
-  if (problems.length > 0) {
-    throw new AppError('CONFIG_INVALID', `Invalid configuration:\n  - ${problems.join('\n  - ')}`, {
-      details: { problems },
-    });
-  }
   const dataDir = path.resolve(e.ENGRAM_DATA_DIR);
   const store: StoreConfig =
     e.DATABASE_URL === undefined
@@ -231,6 +231,10 @@ export function redactUrl(url: string | undefined): string | undefined {
   try {
     const u = new URL(url);
     if (u.password !== '') u.password = '***';
+    // libpq also accepts secrets as query parameters.
+    for (const k of [...u.searchParams.keys()]) {
+      if (/pass|secret|token|key/i.test(k)) u.searchParams.set(k, '***');
+    }
     return u.toString();
   } catch {
     return '***';

@@ -56,9 +56,12 @@ export class OpenAiEmbedder implements Embedder {
         `embeddings endpoint returned ${Array.isArray(data) ? data.length : 'no'} vectors for ${texts.length} inputs`,
       );
     }
-    const out: Float32Array[] = new Array<Float32Array>(texts.length);
+    const out: Array<Float32Array | undefined> = Array.from({ length: texts.length }, () => undefined);
     data.forEach((d, i) => {
       const idx = typeof d.index === 'number' ? d.index : i;
+      if (!Number.isInteger(idx) || idx < 0 || idx >= texts.length || out[idx] !== undefined) {
+        throw new Error(`embeddings endpoint returned an invalid or repeated index ${idx}`);
+      }
       if (!Array.isArray(d.embedding) || !d.embedding.every((x) => typeof x === 'number')) {
         throw new Error('embeddings endpoint returned a non-numeric vector');
       }
@@ -66,9 +69,10 @@ export class OpenAiEmbedder implements Embedder {
       if (v.length !== this.dimension) throw errors.dimensionMismatch(this.model, this.dimension, v.length);
       out[idx] = normalize(v);
     });
-    if (out.some((v) => v === undefined))
-      throw new AppError('EMBEDDER_UNAVAILABLE', 'embeddings endpoint returned duplicate indexes');
-    return out;
+    return out.map((v) => {
+      if (v === undefined) throw new AppError('EMBEDDER_UNAVAILABLE', 'embeddings endpoint skipped an input');
+      return v;
+    });
   }
 }
 

@@ -5,7 +5,6 @@ import {
   ConsecutiveBreaker,
   ExponentialBackoff,
   circuitBreaker,
-  handleAll,
   handleWhen,
   retry,
   timeout,
@@ -53,10 +52,14 @@ export class ResilientEmbedder implements Embedder {
     this.model = inner.model;
     this.dimension = inner.dimension;
     this.ttl = opts.cacheTtlSeconds ?? 7 * 24 * 3600;
-    this.breaker = circuitBreaker(handleAll, {
-      halfOpenAfter: opts.halfOpenAfterMs,
-      breaker: new ConsecutiveBreaker(opts.breakerThreshold),
-    });
+    // A wrong dimension is a configuration error, not an outage: it must not open the circuit.
+    this.breaker = circuitBreaker(
+      handleWhen((e) => !(e instanceof AppError && e.code === 'EMBEDDING_DIMENSION_MISMATCH')),
+      {
+        halfOpenAfter: opts.halfOpenAfterMs,
+        breaker: new ConsecutiveBreaker(opts.breakerThreshold),
+      },
+    );
     // A wrong dimension or an open circuit will not get better by retrying.
     const retryPolicy = retry(
       handleWhen((e) => !(e instanceof BrokenCircuitError) && !(e instanceof AppError)),
@@ -98,7 +101,8 @@ export class ResilientEmbedder implements Embedder {
         const v = vectors[j];
         if (v === undefined) return;
         out[i] = v;
-        fresh.push([keys[i] ?? '', Buffer.from(v.buffer, v.byteOffset, v.byteLength)]);
+        // Copy: the cache must not share memory with vectors handed to callers.
+        fresh.push([keys[i] ?? '', Buffer.from(new Uint8Array(v.buffer, v.byteOffset, v.byteLength))]);
       });
       await this.cache.setMany(fresh, this.ttl).catch(() => undefined);
     }

@@ -4,7 +4,14 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { guardRouteScopes } from '../../src/app.ts';
 import { startServer, type RunningServer } from '../../src/main.ts';
-import { backend, createTestDatabase, createTestEngram, testConfig, type TestDatabase, type TestEngram } from '../helpers/test-engram.ts';
+import {
+  backend,
+  createTestDatabase,
+  createTestEngram,
+  testConfig,
+  type TestDatabase,
+  type TestEngram,
+} from '../helpers/test-engram.ts';
 
 describe(`route inventory (${backend})`, () => {
   let t: TestEngram;
@@ -20,13 +27,19 @@ describe(`route inventory (${backend})`, () => {
     for (const r of guarded) {
       expect(r.scope, `${r.method} ${r.url}`).toMatch(/^[a-z]+:[a-z]+$/);
       const url = r.url.replace(':id', '01a2013f-67d9-747f-96d4-e8d35187ad10');
-      const res = await t.app.inject({ method: r.method as 'GET', url, payload: r.method === 'GET' || r.method === 'DELETE' ? undefined : {} });
+      const res = await t.app.inject({
+        method: r.method as 'GET',
+        url,
+        payload: r.method === 'GET' || r.method === 'DELETE' ? undefined : {},
+      });
       expect(res.statusCode, `${r.method} ${r.url}`).toBe(401);
       expect(res.json().error.code).toBe('UNAUTHENTICATED');
     }
     const publicUrls = routes.filter((r) => r.public).map((r) => r.url);
     expect(publicUrls).toEqual(expect.arrayContaining(['/health/live', '/health/ready', '/openapi.json']));
-    expect(publicUrls.every((u) => u.startsWith('/health/') || u.startsWith('/docs') || u === '/openapi.json')).toBe(true);
+    expect(publicUrls.every((u) => u.startsWith('/health/') || u.startsWith('/docs') || u === '/openapi.json')).toBe(
+      true,
+    );
   });
 
   it('refuses to register a route that declares no scope', async () => {

@@ -1,0 +1,125 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { backend, createTestDatabase, type TestDatabase } from '../helpers/test-engram.ts';
+
+const BIN = fileURLToPath(new URL('../../bin/engram.js', import.meta.url));
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+describe(`engram CLI (${backend})`, () => {
+  let db: TestDatabase;
+  let env: NodeJS.ProcessEnv;
+  let server: ChildProcess | undefined;
+
+  const run = (args: string[], extra: Record<string, string> = {}): Promise<Run> =>
+    new Promise((resolve) => {
+      const p = spawn(process.execPath, [BIN, ...args], { env: { ...env, ...extra } });
+      let stdout = '';
+      let stderr = '';
+      p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      p.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    const { VITEST: _v, ...rest } = process.env;
+    env = { ...rest, ...db.env, LOG_LEVEL: 'info', REEMBED_INTERVAL_MS: '0', PORT: '0' };
+  });
+  afterAll(async () => {
+    server?.kill('SIGKILL');
+    await db.drop();
+  });
+
+  it('prints help a new user can follow', async () => {
+    const r = await run(['--help']);
+    expect(r.code).toBe(0);
+    for (const cmd of ['serve', 'migrate', 'keys', 'memories', 'config']) expect(r.stdout).toContain(cmd);
+    const mem = await run(['memories', '--help']);
+    expect(mem.stdout).toMatch(/add.*\n.*search|search/s);
+  });
+
+  it('names every invalid variable and prints a redacted config', async () => {
+    const bad = await run(['config'], { PORT: 'abc', EMBEDDER: 'magic' });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('PORT');
+    expect(bad.stderr).toContain('EMBEDDER');
+    const ok = await run(['config'], { OPENAI_API_KEY: 'sk-very-secret' });
+    expect(ok.code).toBe(0);
+    expect(JSON.parse(ok.stdout).store.kind).toBe(backend);
+    expect(ok.stdout).not.toContain('sk-very-secret');
+  });
+
+  it('serves, talks to the running server, and refuses to migrate under it', async () => {
+    server = spawn(process.execPath, [BIN, 'serve'], { env });
+    let log = '';
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`server did not start:\n${log}`)), 60_000);
+      const onData = (d: Buffer) => {
+        log += d.toString();
+        const m = /"url":"(http:\/\/[^"]+)"/.exec(log);
+        if (m?.[1] !== undefined) {
+          clearTimeout(timer);
+          resolve(m[1]);
+        }
+      };
+      server?.stdout?.on('data', onData);
+      server?.stderr?.on('data', onData);
+    });
+    expect(log).toContain('created the org "default"');
+    expect((await fetch(`${url}/health/ready`)).status).toBe(200);
+
+    const added = await run([
+      'memories',
+      'add',
+      'The on-call rotation changes every Monday',
+      '--project',
+      'ops',
+      '--tag',
+      'oncall',
+    ]);
+    expect(added.code, added.stderr).toBe(0);
+    const id = (JSON.parse(added.stdout) as { id: string }).id;
+    const found = await run(['memories', 'search', 'on-call rotation']);
+    expect(found.code, found.stderr).toBe(0);
+    expect(found.stdout).toContain(id);
+    const got = await run(['memories', 'get', id]);
+    expect(JSON.parse(got.stdout)).toMatchObject({ id, scope: { project: 'ops' }, tags: ['oncall'] });
+
+    const key = await run(['keys', 'create', '--name', 'ci', '--scopes', 'memories:read', '--expires-in', '30d']);
+    expect(key.code, key.stderr).toBe(0);
+    expect(key.stdout).toMatch(/secret \(shown once\): egm_/);
+
+    if (backend === 'pglite') {
+      const mig = await run(['migrate', 'status']);
+      expect(mig.code).toBe(1);
+      expect(mig.stderr).toMatch(/STORE_LOCKED: The server \(pid \d+\) is using/);
+    }
+
+    server.kill('SIGTERM');
+    await new Promise((r) => server?.once('close', r));
+    server = undefined;
+
+    // With the server stopped, commands open the store themselves.
+    const direct = await run(['memories', 'search', 'rotation', '--mode', 'lexical', '--json']);
+    expect(direct.code, direct.stderr).toBe(0);
+    expect((JSON.parse(direct.stdout) as { results: Array<{ memory: { id: string } }> }).results[0]?.memory.id).toBe(
+      id,
+    );
+    const status = await run(['migrate', 'status']);
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toMatch(/0001_tenancy\s+applied/);
+    const verify = await run(['migrate', 'verify']);
+    expect(verify.stdout).toContain('ok:');
+    const del = await run(['memories', 'delete', id]);
+    expect(del.stdout).toContain(`deleted ${id}`);
+    const gone = await run(['memories', 'get', id]);
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toContain('MEMORY_NOT_FOUND');
+  });
+});
