@@ -50,7 +50,7 @@ describe(`search (${backend})`, () => {
 
   it('vector mode ranks by embedding similarity, including partial-word overlap', async () => {
     const res = await search({ query: 'webhook retry backoff', mode: 'vector', limit: 3 });
-    const body = res.json() as { results: Hit[] };
+    const body = res.json<{ results: Hit[] }>();
     expect(body.results).toHaveLength(3);
     expect(body.results[0]?.memory.content).toBe(NOTES[0]);
     expect(body.results[0]?.signals.vector?.score).toBeGreaterThan(body.results[1]?.signals.vector?.score ?? 1);
@@ -95,7 +95,7 @@ describe(`search (${backend})`, () => {
     const o = await t.makeOrg();
     const { memory } = await t.engram.memories.remember(o.ctx, { content: 'kubernetes cluster autoscaler' });
     await t.engram.memories.update(o.ctx, memory.id, { content: 'terraform module registry' });
-    const old = (await search({ query: 'kubernetes autoscaler', mode: 'lexical' }, o)).json() as { results: Hit[] };
+    const old = (await search({ query: 'kubernetes autoscaler', mode: 'lexical' }, o)).json<{ results: Hit[] }>();
     expect(old.results).toHaveLength(0);
     const fresh = (await search({ query: 'terraform registry', mode: 'vector', limit: 1 }, o)).json() as {
       results: Hit[];
