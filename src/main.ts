@@ -80,7 +80,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
     if (config.valkeyUrl === undefined) {
       cache = new LocalCache();
     } else {
-      const valkey = new ValkeyCache(config.valkeyUrl);
+      const valkey = new ValkeyCache(config.valkeyUrl, { keyPrefix: config.valkeyKeyPrefix });
       await valkey.connect().catch((e: unknown) => {
         log.warn({ err: (e as Error).message }, 'Valkey not reachable; caching will resume when it is');
       });

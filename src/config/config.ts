@@ -53,6 +53,10 @@ const envSchema = z.object({
   DATABASE_CONNECT_TIMEOUT_MS: intFrom(5_000, 100, 120_000),
   DATABASE_STATEMENT_TIMEOUT_MS: intFrom(30_000, 0, 3_600_000),
   VALKEY_URL: optionalUrl(['redis:', 'rediss:', 'valkey:', 'valkeys:']),
+  VALKEY_KEY_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9:_.-]{1,64}$/, 'letters, digits and : _ . - only')
+    .default('engram:'),
   EMBEDDER: z.enum(['builtin', 'onnx', 'openai']).default('builtin'),
   EMBEDDING_MODEL: z.string().min(1).optional(),
   EMBEDDING_DIMENSION: intFrom(384, 8, 8192),
@@ -87,6 +91,8 @@ export interface Config {
   readonly apiKey: string | undefined;
   readonly store: StoreConfig;
   readonly valkeyUrl: string | undefined;
+  /** Namespace for every Valkey key, so deployments can share one Valkey. */
+  readonly valkeyKeyPrefix: string;
   readonly embedding: EmbeddingConfig;
   readonly limits: {
     readonly bodyBytes: number;
@@ -201,6 +207,7 @@ export function loadConfig(env: Env = process.env): Config {
     apiKey: e.ENGRAM_API_KEY,
     store: Object.freeze(store),
     valkeyUrl: e.VALKEY_URL,
+    valkeyKeyPrefix: e.VALKEY_KEY_PREFIX,
     embedding: Object.freeze({
       provider: e.EMBEDDER,
       model: e.EMBEDDING_MODEL ?? DEFAULT_MODELS[e.EMBEDDER],

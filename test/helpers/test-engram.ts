@@ -43,7 +43,13 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
   return {
-    env: { ENGRAM_DATA_DIR: dataDir, DATABASE_URL: url.toString(), VALKEY_URL: valkeyUrl },
+    // A key prefix per store: cached vectors must not leak between test runs.
+    env: {
+      ENGRAM_DATA_DIR: dataDir,
+      DATABASE_URL: url.toString(),
+      VALKEY_URL: valkeyUrl,
+      VALKEY_KEY_PREFIX: `${name}:`,
+    },
     drop: async () => {
       const c = new pg.Client({ connectionString: adminUrl });
       await c.connect();
