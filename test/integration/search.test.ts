@@ -84,6 +84,23 @@ describe(`search (${backend})`, () => {
     expect(tagged.results.map((h) => h.memory.content)).toContain(NOTES[5]);
   });
 
+  it('finds memories behind a selective filter even when they rank outside the approximate candidates', async () => {
+    const o = await t.makeOrg();
+    const topics = ['billing', 'search', 'deploy', 'oncall', 'backup', 'latency', 'cache', 'queue'];
+    for (let i = 0; i < 260; i++) {
+      await t.engram.memories.remember(o.ctx, {
+        content: `${topics[i % 8]} note ${i}: the ${topics[(i * 3) % 8]} service and the ${topics[(i * 5) % 8]} runbook`,
+      });
+    }
+    const rare = await t.engram.memories.remember(o.ctx, { content: 'zebra giraffe savanna', scope: { user: 'rare' } });
+    const res = await search(
+      { query: 'billing service runbook', mode: 'vector', limit: 5, scope: { user: 'rare' } },
+      o,
+    );
+    expect(res.statusCode).toBe(200);
+    expect(res.json().results.map((h: Hit) => h.memory.id)).toEqual([rare.memory.id]);
+  });
+
   it('enforces query length and result limits with 400', async () => {
     expect((await search({ query: 'x'.repeat(2_001) })).statusCode).toBe(400);
     expect((await search({ query: 'x', limit: 101 })).statusCode).toBe(400);

@@ -328,15 +328,34 @@ export class PgMemoryStore implements MemoryStore {
 
   async searchLexical(q: LexicalQuery): Promise<RankedMemory[]> {
     if (q.terms.length === 0) return [];
-    // OR of the terms: ranking, not the match, decides relevance.
-    const tsquery = q.terms.map((t) => `'${t.replaceAll("'", "''")}'`).join(' | ');
-    const score = this.bm25
-      ? sql`-(m.content <@> to_bm25query(${q.terms.join(' ')}, 'memories_bm25'))`
-      : sql`ts_rank_cd(m.search_tsv, q.q, 32)`;
+    const where = filterSql(this.orgId, q.filter);
+    if (this.bm25) {
+      // pg_textsearch answers ORDER BY <@> … LIMIT from its index (top-k with
+      // filters applied during the scan); scores are negative, 0 = no match.
+      const query = q.terms.join(' ');
+      const r = await sql<MemoryRecord & { raw: number }>`
+        SELECT ${MEMORY_COLUMNS_SQL}, (m.content <@> to_bm25query(${query}, 'memories_bm25'))::float8 AS raw
+        FROM memories m WHERE ${where}
+        ORDER BY m.content <@> to_bm25query(${query}, 'memories_bm25') LIMIT ${q.limit}`.execute(this.tx);
+      return r.rows
+        .filter((row) => Number(row.raw) < 0)
+        .map((row) => ({ memory: toMemory(row), score: -Number(row.raw) }));
+    }
+    // ts_rank_cd has no index: rank a bounded candidate set, not every match.
+    // Candidates are the newest LEXICAL_POOL memories matching all terms plus
+    // the newest LEXICAL_POOL matching any term (both through the GIN index).
+    const quote = (t: string) => `'${t.replaceAll("'", "''")}'`;
+    const anyTerm = q.terms.map(quote).join(' | ');
+    const allTerms = q.terms.map(quote).join(' & ');
     const r = await sql<MemoryRecord & { score: number }>`
-      WITH q AS (SELECT to_tsquery('english', ${tsquery}) AS q)
-      SELECT ${MEMORY_COLUMNS_SQL}, (${score})::float8 AS score FROM memories m, q
-      WHERE m.search_tsv @@ q.q AND ${filterSql(this.orgId, q.filter)}
+      WITH q AS (SELECT to_tsquery('english', ${anyTerm}) AS qor, to_tsquery('english', ${allTerms}) AS qand),
+      c AS (
+        (SELECT m.id FROM memories m, q WHERE m.search_tsv @@ q.qand AND ${where} ORDER BY m.id DESC LIMIT ${LEXICAL_POOL})
+        UNION
+        (SELECT m.id FROM memories m, q WHERE m.search_tsv @@ q.qor AND ${where} ORDER BY m.id DESC LIMIT ${LEXICAL_POOL})
+      )
+      SELECT ${MEMORY_COLUMNS_SQL}, ts_rank_cd(m.search_tsv, q.qor, 32)::float8 AS score
+      FROM c JOIN memories m ON m.org_id = ${this.orgId} AND m.id = c.id, q
       ORDER BY score DESC, m.id DESC LIMIT ${q.limit}`.execute(this.tx);
     return r.rows.map((row) => ({ memory: toMemory(row), score: Number(row.score) }));
   }
@@ -345,20 +364,61 @@ export class PgMemoryStore implements MemoryStore {
     if (q.vector.length !== q.dimension) throw errors.dimensionMismatch(q.model, q.dimension, q.vector.length);
     const dim = sql.raw(String(Math.trunc(q.dimension)));
     const vec = vectorLiteral(q.vector);
-    await sql`SELECT set_config('hnsw.ef_search', '100', true), set_config('hnsw.iterative_scan', 'relaxed_order', true)`.execute(
-      this.tx,
-    );
+    const distance = sql`e.embedding::vector(${dim}) <=> ${vec}::vector(${dim})`;
+    const model = sql.lit(q.model);
+    const filtered = hasMemoryFilter(q.filter);
+    await sql`SELECT set_config('hnsw.ef_search', ${String(Math.max(100, q.limit))}, true),
+      set_config('hnsw.iterative_scan', 'relaxed_order', true)`.execute(this.tx);
+    // Stage 1 reads only memory_embeddings, so the planner walks the model's
+    // HNSW index (a join here made it estimate one row and scan everything).
+    // Memory-level filters apply in stage 2, on a wider candidate set.
+    const candidates = filtered ? Math.max(q.limit * 10, 200) : q.limit;
     const r = await sql<MemoryRecord & { distance: number }>`
-      SELECT ${MEMORY_COLUMNS_SQL}, (e.embedding::vector(${dim}) <=> ${vec}::vector(${dim}))::float8 AS distance
-      FROM memory_embeddings e JOIN memories m ON m.org_id = e.org_id AND m.id = e.memory_id
-      WHERE e.org_id = ${this.orgId} AND e.model = ${sql.lit(q.model)} AND e.content_hash = m.content_hash
-        AND ${filterSql(this.orgId, q.filter)}
-      ORDER BY e.embedding::vector(${dim}) <=> ${vec}::vector(${dim}) LIMIT ${q.limit}`.execute(this.tx);
+      SELECT ${MEMORY_COLUMNS_SQL}, c.distance FROM (
+        SELECT e.memory_id, e.content_hash, (${distance})::float8 AS distance FROM memory_embeddings e
+        WHERE e.org_id = ${this.orgId} AND e.model = ${model}
+        ORDER BY ${distance} LIMIT ${candidates}
+      ) c JOIN memories m ON m.org_id = ${this.orgId} AND m.id = c.memory_id AND m.content_hash = c.content_hash
+      WHERE ${filterSql(this.orgId, q.filter)}
+      ORDER BY c.distance LIMIT ${q.limit}`.execute(this.tx);
+    let rows = r.rows;
+    if (filtered && rows.length < q.limit) {
+      // A selective filter can starve the approximate candidates: scan exactly.
+      rows = (
+        await sql<MemoryRecord & { distance: number }>`
+        SELECT * FROM (
+          SELECT ${MEMORY_COLUMNS_SQL}, (${distance})::float8 AS distance
+          FROM memories m JOIN memory_embeddings e ON e.org_id = m.org_id AND e.memory_id = m.id
+            AND e.model = ${model} AND e.content_hash = m.content_hash
+          WHERE ${filterSql(this.orgId, q.filter)}
+        ) x ORDER BY x.distance LIMIT ${q.limit}`.execute(this.tx)
+      ).rows;
+    }
     // relaxed_order iterative scans may return slightly out of order.
-    return r.rows
+    return rows
       .map((row) => ({ memory: toMemory(row), score: 1 - Number(row.distance) }))
       .sort((a, b) => b.score - a.score);
   }
+}
+
+/** Newest matches per pool that ts_rank_cd ranks (see searchLexical). */
+export const LEXICAL_POOL = 1000;
+
+/** True when the filter constrains memories beyond the org. */
+function hasMemoryFilter(f: MemoryFilter | undefined): boolean {
+  if (f === undefined) return false;
+  const s = f.scope;
+  return (
+    s?.user !== undefined ||
+    s?.agent !== undefined ||
+    s?.project !== undefined ||
+    s?.session !== undefined ||
+    (f.tags !== undefined && f.tags.length > 0) ||
+    f.metadata !== undefined ||
+    f.createdAfter !== undefined ||
+    f.createdBefore !== undefined ||
+    f.validAt !== undefined
+  );
 }
 
 function toApiKey(r: Selectable<ApiKeysTable>): ApiKey {
