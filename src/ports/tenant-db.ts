@@ -118,4 +118,6 @@ export interface SystemStore {
   /** Registers a model and makes sure its vector index exists; throws on a dimension mismatch. */
   registerEmbeddingModel(model: { name: string; provider: string; dimension: number }): Promise<void>;
   lexicalRanker(): Promise<'bm25' | 'ts_rank_cd'>;
+  /** Refreshes planner statistics (the embedded store has no autovacuum). */
+  analyze(): Promise<void>;
 }

@@ -555,6 +555,10 @@ export class PgSystemStore implements SystemStore {
       WHERE model = ${sql.lit(model.name)}`.execute(this.adminDb);
   }
 
+  async analyze(): Promise<void> {
+    await sql`ANALYZE memories, memory_embeddings`.execute(this.adminDb);
+  }
+
   async lexicalRanker(): Promise<'bm25' | 'ts_rank_cd'> {
     if (this.bm25 === undefined) {
       const r = await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_indexes
