@@ -42,10 +42,14 @@ const HELP = `Usage: npm run bench:search -- [options]
   --ingest-concurrency <c>    concurrent POST /v1/memories (default 8)
   --seed <int>                corpus and query seed (default 42)
   --pool-max <n>              DATABASE_POOL_MAX for postgres (default: server default)
-  --analyze                   run ANALYZE after ingestion (default: leave it to the store)
+  --skip-analyze              do not refresh planner statistics after ingestion (see below)
   --keep                      keep the database / data dir afterwards (for EXPLAIN)
   --markdown                  also print the table as Markdown
   --out <dir>                 where to write the JSON (default bench/results)
+
+After ingestion the benchmark refreshes planner statistics through the server's
+own SystemStore.analyze(), standing in for autovacuum (PostgreSQL) and for the
+embedded store's background ANALYZE, which REEMBED_INTERVAL_MS=0 switches off.
 
 Environment: DATABASE_URL (default ${DEFAULT_DATABASE_URL}), VALKEY_URL (optional,
 postgres backend only). Both must point at 127.0.0.1.
@@ -77,7 +81,7 @@ function parseOptions(argv: string[]) {
       'ingest-concurrency': { type: 'string' },
       seed: { type: 'string' },
       'pool-max': { type: 'string' },
-      analyze: { type: 'boolean', default: false },
+      'skip-analyze': { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       markdown: { type: 'boolean', default: false },
       out: { type: 'string' },
@@ -101,7 +105,7 @@ function parseOptions(argv: string[]) {
     ingestConcurrency: positiveInt('ingest-concurrency', values['ingest-concurrency'], 8),
     seed: positiveInt('seed', values.seed, 42),
     poolMax: values['pool-max'] === undefined ? undefined : positiveInt('pool-max', values['pool-max'], 10),
-    analyze: values.analyze,
+    analyze: !values['skip-analyze'],
     keep: values.keep,
     markdown: values.markdown,
     out: values.out ?? path.join(path.dirname(fileURLToPath(import.meta.url)), 'results'),
@@ -283,7 +287,7 @@ async function benchBackend(name: BackendName, opts: Options): Promise<BackendRe
     if (ing.created === 0) throw new Error(`nothing was ingested: ${ing.firstError ?? 'unknown error'}`);
     if (opts.analyze) {
       const t = performance.now();
-      await sql`ANALYZE`.execute(b.server.engram.database.adminDb);
+      await b.server.engram.system.analyze();
       log(`${name}: ANALYZE took ${fmt(performance.now() - t, 0)} ms`);
     }
     const size = await databaseBytes(b);

@@ -196,20 +196,16 @@ export async function startServer(config: Config, log: Logger = createLogger(con
   log.info({ url }, `Engram listening on ${url}`);
 
   // Background work: fill in missing vectors; on the embedded store (no
-  // autovacuum) also refresh planner statistics every ten minutes.
+  // autovacuum) also refresh planner statistics once enough rows changed.
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<unknown> = Promise.resolve();
-  let lastAnalyze = 0;
   const tick = () => {
     running = engram.reembed
       .run()
       .then(async (r) => {
         if (r.embedded > 0) log.info({ embedded: r.embedded }, 're-embedded memories');
         if (r.error !== undefined) log.warn({ err: (r.error as Error).message }, 're-embed paused; will retry');
-        if (database.kind === 'pglite' && Date.now() - lastAnalyze > 600_000) {
-          lastAnalyze = Date.now();
-          await engram.system.analyze();
-        }
+        if (database.kind === 'pglite' && (await engram.system.analyze())) log.debug('refreshed planner statistics');
       })
       .catch((e: unknown) => log.warn({ err: (e as Error).message }, 'background maintenance failed; will retry'))
       .finally(() => {

@@ -111,10 +111,12 @@ export async function startBackend(name: BackendName, opts: BackendOptions): Pro
       assertLoopback('DATABASE_URL', opts.databaseUrl);
       database = `engram_bench_${randomBytes(6).toString('hex')}`;
       const db = database;
-      info.serverVersion = await withClient(opts.databaseUrl, async (c) => {
+      await withClient(opts.databaseUrl, async (c) => {
         await c.query(`CREATE DATABASE ${db}`);
-        const r = await c.query<{ v: string }>('SHOW server_version');
-        return r.rows[0]?.v;
+        for (const setting of ['server_version', 'autovacuum', 'shared_buffers', 'max_connections']) {
+          const r = await c.query<Record<string, string>>(`SHOW ${setting}`);
+          info[setting] = r.rows[0]?.[setting];
+        }
       });
       const u = new URL(opts.databaseUrl);
       u.pathname = `/${database}`;

@@ -118,6 +118,11 @@ export interface SystemStore {
   /** Registers a model and makes sure its vector index exists; throws on a dimension mismatch. */
   registerEmbeddingModel(model: { name: string; provider: string; dimension: number }): Promise<void>;
   lexicalRanker(): Promise<'bm25' | 'ts_rank_cd'>;
-  /** Refreshes planner statistics (the embedded store has no autovacuum). */
-  analyze(): Promise<void>;
+  /**
+   * Refreshes planner statistics when the memories table changed by more than
+   * autovacuum's threshold (or always, with `force`). The embedded store has no
+   * autovacuum; without statistics the planner misjudges the org filter.
+   * Returns whether it analyzed.
+   */
+  analyze(force?: boolean): Promise<boolean>;
 }

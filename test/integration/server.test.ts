@@ -97,6 +97,22 @@ describe(`server (${backend})`, () => {
     expect(((await after.json()) as { status: string }).status).toBe('ready');
   });
 
+  it('refreshes planner statistics only when enough rows changed', async () => {
+    const { system } = server.engram;
+    await system.analyze(true);
+    expect(await system.analyze()).toBe(false);
+    const org = (await system.findOrgBySlug('default'))!;
+    const ctx = {
+      orgId: org.id,
+      actor: { type: 'system' as const, id: 't' },
+      scopes: new Set<never>(),
+      requestId: 't',
+    };
+    for (let i = 0; i < 60; i++) await server.engram.memories.remember(ctx, { content: `statistics test ${i}` });
+    expect(await system.analyze()).toBe(true);
+    expect(await system.analyze()).toBe(false);
+  });
+
   it('flips readiness when shutting down', async () => {
     const db2 = await createTestDatabase();
     const s2 = await startServer(testConfig({ ...db2.env, PORT: '0' }), pino({ level: 'silent' }));

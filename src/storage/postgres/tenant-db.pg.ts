@@ -341,21 +341,27 @@ export class PgMemoryStore implements MemoryStore {
         .filter((row) => Number(row.raw) < 0)
         .map((row) => ({ memory: toMemory(row), score: -Number(row.raw) }));
     }
-    // ts_rank_cd has no index: rank a bounded candidate set, not every match.
-    // Candidates are the newest LEXICAL_POOL memories matching all terms plus
-    // the newest LEXICAL_POOL matching any term (both through the GIN index).
+    // ts_rank_cd has no index top-k, and ranking every match of a broad OR
+    // query costs time linear in the matches. Rank a bounded candidate set:
+    // the newest LEXICAL_POOL memories matching all terms (GIN intersects the
+    // posting lists) plus the newest LEXICAL_POOL matching any term, read in
+    // key order (org_id, id DESC) so only about POOL / match-rate rows are read.
     const quote = (t: string) => `'${t.replaceAll("'", "''")}'`;
     const anyTerm = q.terms.map(quote).join(' | ');
     const allTerms = q.terms.map(quote).join(' & ');
+    const every = await sql<{ id: string }>`
+      SELECT m.id FROM memories m WHERE m.search_tsv @@ to_tsquery('english', ${allTerms}) AND ${where}
+      ORDER BY m.id DESC LIMIT ${LEXICAL_POOL}`.execute(this.tx);
+    await sql`SELECT set_config('enable_bitmapscan', 'off', true)`.execute(this.tx);
+    const some = await sql<{ id: string }>`
+      SELECT m.id FROM memories m WHERE m.search_tsv @@ to_tsquery('english', ${anyTerm}) AND ${where}
+      ORDER BY m.id DESC LIMIT ${LEXICAL_POOL}`.execute(this.tx);
+    await sql`SELECT set_config('enable_bitmapscan', 'on', true)`.execute(this.tx);
+    const ids = [...new Set([...every.rows, ...some.rows].map((r) => r.id))];
+    if (ids.length === 0) return [];
     const r = await sql<MemoryRecord & { score: number }>`
-      WITH q AS (SELECT to_tsquery('english', ${anyTerm}) AS qor, to_tsquery('english', ${allTerms}) AS qand),
-      c AS (
-        (SELECT m.id FROM memories m, q WHERE m.search_tsv @@ q.qand AND ${where} ORDER BY m.id DESC LIMIT ${LEXICAL_POOL})
-        UNION
-        (SELECT m.id FROM memories m, q WHERE m.search_tsv @@ q.qor AND ${where} ORDER BY m.id DESC LIMIT ${LEXICAL_POOL})
-      )
-      SELECT ${MEMORY_COLUMNS_SQL}, ts_rank_cd(m.search_tsv, q.qor, 32)::float8 AS score
-      FROM c JOIN memories m ON m.org_id = ${this.orgId} AND m.id = c.id, q
+      SELECT ${MEMORY_COLUMNS_SQL}, ts_rank_cd(m.search_tsv, to_tsquery('english', ${anyTerm}), 32)::float8 AS score
+      FROM memories m WHERE m.org_id = ${this.orgId} AND m.id = ANY(${ids}::uuid[])
       ORDER BY score DESC, m.id DESC LIMIT ${q.limit}`.execute(this.tx);
     return r.rows.map((row) => ({ memory: toMemory(row), score: Number(row.score) }));
   }
@@ -382,8 +388,9 @@ export class PgMemoryStore implements MemoryStore {
       WHERE ${filterSql(this.orgId, q.filter)}
       ORDER BY c.distance LIMIT ${q.limit}`.execute(this.tx);
     let rows = r.rows;
-    if (filtered && rows.length < q.limit) {
-      // A selective filter can starve the approximate candidates: scan exactly.
+    if (rows.length < q.limit) {
+      // A selective filter, or a small org inside a large shared index, can
+      // starve the approximate candidates: scan this org's vectors exactly.
       rows = (
         await sql<MemoryRecord & { distance: number }>`
         SELECT * FROM (
@@ -402,7 +409,7 @@ export class PgMemoryStore implements MemoryStore {
 }
 
 /** Newest matches per pool that ts_rank_cd ranks (see searchLexical). */
-export const LEXICAL_POOL = 1000;
+export const LEXICAL_POOL = 300;
 
 /** True when the filter constrains memories beyond the org. */
 function hasMemoryFilter(f: MemoryFilter | undefined): boolean {
@@ -555,8 +562,21 @@ export class PgSystemStore implements SystemStore {
       WHERE model = ${sql.lit(model.name)}`.execute(this.adminDb);
   }
 
-  async analyze(): Promise<void> {
-    await sql`ANALYZE memories, memory_embeddings`.execute(this.adminDb);
+  async analyze(force = false): Promise<boolean> {
+    if (!force) {
+      // Like autovacuum's analyze threshold: 50 rows + 10 % of the table.
+      const r = await sql<{ n: number; estimated: number }>`
+        SELECT (SELECT count(*)::int FROM memories) AS n,
+               (SELECT reltuples::float8 FROM pg_class WHERE oid = 'memories'::regclass) AS estimated`.execute(
+        this.adminDb,
+      );
+      const row = r.rows[0];
+      const n = row?.n ?? 0;
+      const estimated = row?.estimated ?? -1;
+      if (estimated >= 0 && Math.abs(n - estimated) <= 50 + 0.1 * estimated) return false;
+    }
+    await sql`ANALYZE memories, memory_embeddings, memory_history`.execute(this.adminDb);
+    return true;
   }
 
   async lexicalRanker(): Promise<'bm25' | 'ts_rank_cd'> {
