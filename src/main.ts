@@ -106,7 +106,13 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       });
     }
     const ranker = await system.lexicalRanker().catch(() => 'ts_rank_cd' as const);
-    const tenantDb = new PgTenantDb(database.db, { hasBm25: () => ranker === 'bm25' });
+    const canActAsSystem = await system.canActAsSystem().catch(() => false);
+    if (!canActAsSystem) {
+      log.warn(
+        'the database user is not a member of engram_system: full-text search cannot use its GIN index under RLS (see docs/deployment.md)',
+      );
+    }
+    const tenantDb = new PgTenantDb(database.db, { hasBm25: () => ranker === 'bm25', canActAsSystem });
     const onEmbedError = (e: unknown) =>
       log.warn({ err: (e as Error).message }, 'embedding failed; vector signal degraded');
     const memories = new MemoryService({ tenantDb, embedder, limits: config.limits, onEmbedError });

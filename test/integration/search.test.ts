@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backend, createTestEngram, type TestEngram, type TestOrg } from '../helpers/test-engram.ts';
 import { startFakeOpenAi, type FakeOpenAi } from '../helpers/fake-openai.ts';
+import { sql } from 'kysely';
+import { PgMemoryStore, PgTenantDb } from '../../src/storage/postgres/tenant-db.pg.ts';
 
 const NOTES = [
   'The payment service retries Stripe webhooks with exponential backoff',
@@ -99,6 +101,32 @@ describe(`search (${backend})`, () => {
     );
     expect(res.statusCode).toBe(200);
     expect(res.json().results.map((h: Hit) => h.memory.id)).toEqual([rare.memory.id]);
+  });
+
+  it('ranks with ts_rank_cd when BM25 is absent, with or without the engram_system role, never crossing orgs', async () => {
+    const other = await t.makeOrg();
+    await t.engram.memories.remember(other.ctx, { content: 'Postgres backups of the other org' });
+    for (const canActAsSystem of [true, false]) {
+      const tenantDb = new PgTenantDb(t.engram.database.db, { hasBm25: () => false, canActAsSystem });
+      const hits = await tenantDb.withTenant(org.orgId, ({ memories }) =>
+        memories.searchLexical({ terms: ['postgres', 'backups', 'nightly'], limit: 10 }),
+      );
+      expect(hits[0]?.memory.content).toBe(NOTES[2]);
+      expect(hits.every((h) => h.memory.content !== 'Postgres backups of the other org')).toBe(true);
+      expect(hits[0]?.score).toBeGreaterThan(0);
+      // The role switch is undone: the rest of the transaction runs under RLS again.
+      await t.engram.database.db.transaction().execute(async (tx) => {
+        await sql`SELECT set_config('role', 'engram_app', true), set_config('app.current_org_id', ${org.orgId}, true)`.execute(
+          tx,
+        );
+        await new PgMemoryStore(tx, org.orgId, false, canActAsSystem).searchLexical({ terms: ['postgres'], limit: 1 });
+        const who = await sql<{
+          u: string;
+          n: number;
+        }>`SELECT current_user AS u, (SELECT count(*)::int FROM memories) AS n`.execute(tx);
+        expect(who.rows[0]).toEqual({ u: 'engram_app', n: NOTES.length });
+      });
+    }
   });
 
   it('enforces query length and result limits with 400', async () => {

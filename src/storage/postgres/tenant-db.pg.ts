@@ -31,7 +31,7 @@ export const isUuid = (s: string): boolean => UUID_RE.test(s);
 export class PgTenantDb implements TenantDb {
   constructor(
     private readonly db: Kysely<DB>,
-    private readonly opts: { hasBm25: () => boolean },
+    private readonly opts: { hasBm25: () => boolean; canActAsSystem: boolean },
   ) {}
 
   async withTenant<T>(orgId: string, fn: (stores: TenantStores) => Promise<T>): Promise<T> {
@@ -42,7 +42,7 @@ export class PgTenantDb implements TenantDb {
           tx,
         );
         return fn({
-          memories: new PgMemoryStore(tx, orgId, this.opts.hasBm25()),
+          memories: new PgMemoryStore(tx, orgId, this.opts.hasBm25(), this.opts.canActAsSystem),
           apiKeys: new PgApiKeyStore(tx, orgId),
         });
       }),
@@ -129,7 +129,26 @@ export class PgMemoryStore implements MemoryStore {
     private readonly tx: Transaction<DB>,
     private readonly orgId: string,
     private readonly bm25: boolean,
+    private readonly canActAsSystem: boolean,
   ) {}
+
+  /**
+   * Runs an id-only candidate query as engram_system. Under RLS, Postgres will
+   * not use a non-leakproof operator (`@@`, `@>`) as an index condition, so
+   * full-text candidates would be a sequential scan; engram_system's policy is
+   * `true`, so its plans use the GIN index. The query filters by org itself
+   * (filterSql always does), and the rows are then read back as engram_app,
+   * under RLS: every row returned still passes the tenant policy.
+   */
+  private async candidateIds(query: RawBuilder<{ id: string }>): Promise<string[]> {
+    if (!this.canActAsSystem) return (await query.execute(this.tx)).rows.map((r) => r.id);
+    await sql`SELECT set_config('role', 'engram_system', true)`.execute(this.tx);
+    try {
+      return (await query.execute(this.tx)).rows.map((r) => r.id);
+    } finally {
+      await sql`SELECT set_config('role', 'engram_app', true)`.execute(this.tx);
+    }
+  }
 
   async insertMemory(row: MemoryRow): Promise<{ memory: Memory; created: boolean }> {
     const inserted = await this.tx
@@ -349,15 +368,17 @@ export class PgMemoryStore implements MemoryStore {
     const quote = (t: string) => `'${t.replaceAll("'", "''")}'`;
     const anyTerm = q.terms.map(quote).join(' | ');
     const allTerms = q.terms.map(quote).join(' & ');
-    const every = await sql<{ id: string }>`
+    const every = await this.candidateIds(sql<{ id: string }>`
       SELECT m.id FROM memories m WHERE m.search_tsv @@ to_tsquery('english', ${allTerms}) AND ${where}
-      ORDER BY m.id DESC LIMIT ${LEXICAL_POOL}`.execute(this.tx);
+      ORDER BY m.id DESC LIMIT ${LEXICAL_POOL}`);
+    // Newest any-term matches: walking the primary key backwards reads about
+    // POOL / match-rate rows; a bitmap scan would read every match first.
     await sql`SELECT set_config('enable_bitmapscan', 'off', true)`.execute(this.tx);
-    const some = await sql<{ id: string }>`
+    const some = await this.candidateIds(sql<{ id: string }>`
       SELECT m.id FROM memories m WHERE m.search_tsv @@ to_tsquery('english', ${anyTerm}) AND ${where}
-      ORDER BY m.id DESC LIMIT ${LEXICAL_POOL}`.execute(this.tx);
+      ORDER BY m.id DESC LIMIT ${LEXICAL_POOL}`);
     await sql`SELECT set_config('enable_bitmapscan', 'on', true)`.execute(this.tx);
-    const ids = [...new Set([...every.rows, ...some.rows].map((r) => r.id))];
+    const ids = [...new Set([...every, ...some])];
     if (ids.length === 0) return [];
     const r = await sql<MemoryRecord & { score: number }>`
       SELECT ${MEMORY_COLUMNS_SQL}, ts_rank_cd(m.search_tsv, to_tsquery('english', ${anyTerm}), 32)::float8 AS score
@@ -577,6 +598,12 @@ export class PgSystemStore implements SystemStore {
     }
     await sql`ANALYZE memories, memory_embeddings, memory_history`.execute(this.adminDb);
     return true;
+  }
+
+  /** Whether the app's connection may switch to engram_system (see PgMemoryStore.candidateIds). */
+  async canActAsSystem(): Promise<boolean> {
+    const r = await sql<{ ok: boolean }>`SELECT pg_has_role('engram_system', 'MEMBER') AS ok`.execute(this.db);
+    return r.rows[0]?.ok === true;
   }
 
   async lexicalRanker(): Promise<'bm25' | 'ts_rank_cd'> {
