@@ -1,13 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BuiltinEmbedder } from './builtin.embedder.ts';
-
-const dot = (a: Float32Array, b: Float32Array): number => {
-  expect(a.length).toBe(b.length);
-  let sum = 0;
-  for (let i = 0; i < a.length; i++) sum += (a[i] ?? 0) * (b[i] ?? 0);
-  return sum;
-};
-const norm = (v: Float32Array): number => Math.sqrt(dot(v, v));
+import { dot, norm } from '../../test/helpers/vectors.ts';
 
 describe(BuiltinEmbedder.name, () => {
   describe('embed', () => {

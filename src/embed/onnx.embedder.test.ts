@@ -5,16 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeTinyOnnxModel } from '../../test/helpers/tiny-onnx-model.ts';
 import { AppError } from '../errors.ts';
 import { OnnxEmbedder } from './onnx.embedder.ts';
+import { dot, norm } from '../../test/helpers/vectors.ts';
 
 const DIM = 96;
-
-const dot = (a: Float32Array, b: Float32Array): number => {
-  expect(a.length).toBe(b.length);
-  let sum = 0;
-  for (let i = 0; i < a.length; i++) sum += (a[i] ?? 0) * (b[i] ?? 0);
-  return sum;
-};
-const norm = (v: Float32Array): number => Math.sqrt(dot(v, v));
 
 async function expectConfigError(promise: Promise<unknown>, ...fragments: string[]) {
   const error: unknown = await promise.then(
