@@ -88,21 +88,30 @@ export class SearchService {
     const candidates = mode === 'hybrid' ? Math.min(Math.max(limit * 4, 40), 200) : limit;
     const terms = queryTerms(query);
 
-    const lists = await this.deps.tenantDb.withTenant(ctx.orgId, async ({ memories }) => {
-      const out: Partial<Record<Signal, RankedMemory[]>> = {};
-      if (mode !== 'vector')
-        out.lexical = await memories.searchLexical({ terms, limit: candidates, filter: req.filter });
-      if (vector !== undefined) {
-        out.vector = await memories.searchVector({
-          vector,
-          model: embedder.model,
-          dimension: embedder.dimension,
-          limit: candidates,
-          filter: req.filter,
-        });
-      }
-      return out;
-    });
+    // Each signal reads in its own short tenant transaction, so on a pool the
+    // two run side by side (hybrid latency ≈ the slower signal, not the sum).
+    const { tenantDb } = this.deps;
+    const [lexical, vectorHits] = await Promise.all([
+      mode === 'vector'
+        ? undefined
+        : tenantDb.withTenant(ctx.orgId, ({ memories }) =>
+            memories.searchLexical({ terms, limit: candidates, filter: req.filter }),
+          ),
+      vector === undefined
+        ? undefined
+        : tenantDb.withTenant(ctx.orgId, ({ memories }) =>
+            memories.searchVector({
+              vector,
+              model: embedder.model,
+              dimension: embedder.dimension,
+              limit: candidates,
+              filter: req.filter,
+            }),
+          ),
+    ]);
+    const lists: Partial<Record<Signal, RankedMemory[]>> = {};
+    if (lexical !== undefined) lists.lexical = lexical;
+    if (vectorHits !== undefined) lists.vector = vectorHits;
 
     const results: SearchHit[] =
       mode === 'hybrid'
