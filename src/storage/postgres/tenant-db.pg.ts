@@ -146,7 +146,9 @@ export class PgMemoryStore implements MemoryStore {
     try {
       return (await query.execute(this.tx)).rows.map((r) => r.id);
     } finally {
-      await sql`SELECT set_config('role', 'engram_app', true)`.execute(this.tx);
+      // If the query failed, the transaction is aborted and runs nothing more
+      // (not even as engram_system); let the original error through.
+      await sql`SELECT set_config('role', 'engram_app', true)`.execute(this.tx).catch(() => undefined);
     }
   }
 
