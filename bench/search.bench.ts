@@ -42,14 +42,17 @@ const HELP = `Usage: npm run bench:search -- [options]
   --ingest-concurrency <c>    concurrent POST /v1/memories (default 8)
   --seed <int>                corpus and query seed (default 42)
   --pool-max <n>              DATABASE_POOL_MAX for postgres (default: server default)
-  --skip-analyze              do not refresh planner statistics after ingestion (see below)
-  --keep                      keep the database / data dir afterwards (for EXPLAIN)
+  --skip-analyze              do not refresh planner statistics during and after ingestion (see below)
+  --keep                      keep the database / data dir afterwards (for EXPLAIN or --reuse)
+  --reuse <dir>               measure search on a store kept by --keep (no ingestion; one backend)
+  --reuse-database <name>     with --reuse on postgres: the kept engram_bench_… database
   --markdown                  also print the table as Markdown
   --out <dir>                 where to write the JSON (default bench/results)
 
-After ingestion the benchmark refreshes planner statistics through the server's
-own SystemStore.analyze(), standing in for autovacuum (PostgreSQL) and for the
-embedded store's background ANALYZE, which REEMBED_INTERVAL_MS=0 switches off.
+During ingestion (past autovacuum's threshold) and after it the benchmark
+refreshes planner statistics through the server's own SystemStore.analyze(),
+standing in for autovacuum (PostgreSQL) and for the embedded store's background
+ANALYZE, which REEMBED_INTERVAL_MS=0 switches off.
 
 Environment: DATABASE_URL (default ${DEFAULT_DATABASE_URL}), VALKEY_URL (optional,
 postgres backend only). Both must point at 127.0.0.1.
@@ -83,6 +86,8 @@ function parseOptions(argv: string[]) {
       'pool-max': { type: 'string' },
       'skip-analyze': { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
+      reuse: { type: 'string' },
+      'reuse-database': { type: 'string' },
       markdown: { type: 'boolean', default: false },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -91,6 +96,10 @@ function parseOptions(argv: string[]) {
   });
   const backends = list(values.backends, BACKENDS.join(','));
   for (const b of backends) if (!(BACKENDS as readonly string[]).includes(b)) throw new Error(`unknown backend ${b}`);
+  if (values.reuse !== undefined && backends.length !== 1) throw new Error('--reuse needs exactly one --backends');
+  if (values['reuse-database'] !== undefined && values.reuse === undefined) {
+    throw new Error('--reuse-database goes with --reuse <data dir>');
+  }
   const modes = list(values.modes, MODES.join(','));
   for (const m of modes) if (!(MODES as readonly string[]).includes(m)) throw new Error(`unknown mode ${m}`);
   return {
@@ -107,6 +116,10 @@ function parseOptions(argv: string[]) {
     poolMax: values['pool-max'] === undefined ? undefined : positiveInt('pool-max', values['pool-max'], 10),
     analyze: !values['skip-analyze'],
     keep: values.keep,
+    reuse:
+      values.reuse === undefined
+        ? undefined
+        : { dataDir: path.resolve(values.reuse), database: values['reuse-database'] },
     markdown: values.markdown,
     out: values.out ?? path.join(path.dirname(fileURLToPath(import.meta.url)), 'results'),
   };
@@ -121,6 +134,8 @@ interface IngestResult {
   readonly wallMs: number;
   readonly perSecond: number;
   readonly latencyMs: LatencySummary;
+  /** ANALYZEs run during ingestion (see maybeAnalyze). */
+  readonly analyzeRuns: number;
   readonly firstError?: string;
 }
 
@@ -142,6 +157,9 @@ interface RunResult {
 
 interface BackendResult {
   readonly backend: BackendName;
+  /** Memories in the store when searching. */
+  readonly n?: number;
+  readonly reused?: { readonly dataDir: string; readonly database?: string | undefined };
   readonly info: Record<string, unknown>;
   readonly config: Record<string, unknown>;
   readonly ingest?: IngestResult;
@@ -164,6 +182,26 @@ async function ingest(b: Backend, opts: Options): Promise<IngestResult> {
   let deduplicated = 0;
   let errors = 0;
   let firstError: string | undefined;
+  // Stand-in for autovacuum during ingestion (off on the embedded store and on
+  // some servers): without fresh statistics the per-insert plans go bad as the
+  // table grows (docs/benchmarks.md). analyze() only acts past 50 rows + 10 %.
+  const analyzeEvery = Math.max(200, Math.floor(opts.n / 100));
+  let analyzing: Promise<void> | undefined;
+  let analyzeRuns = 0;
+  let sinceCheck = 0;
+  const maybeAnalyze = () => {
+    if (!opts.analyze || analyzing !== undefined || ++sinceCheck < analyzeEvery) return;
+    sinceCheck = 0;
+    analyzing = b.server.engram.system
+      .analyze()
+      .then((ran) => {
+        if (ran) analyzeRuns += 1;
+      })
+      .catch((e: unknown) => log(`${b.name} ANALYZE during ingestion failed: ${errText(e)}`))
+      .finally(() => {
+        analyzing = undefined;
+      });
+  };
   const t0 = performance.now();
   const tick = progress(opts.n, 5, (done) => {
     const s = (performance.now() - t0) / 1000;
@@ -184,7 +222,9 @@ async function ingest(b: Backend, opts: Options): Promise<IngestResult> {
       firstError ??= `HTTP ${r.status}: ${r.body.slice(0, 300)}`;
     }
     tick();
+    maybeAnalyze();
   });
+  await analyzing;
   const perSecond = opts.n / (wallMs / 1000);
   log(
     `${b.name} ingested ${created} memories (${deduplicated} duplicates, ${errors} errors) ` +
@@ -199,6 +239,7 @@ async function ingest(b: Backend, opts: Options): Promise<IngestResult> {
     wallMs: round(wallMs),
     perSecond: round(perSecond),
     latencyMs: roundSummary(summarize(latencies)),
+    analyzeRuns,
     ...(firstError === undefined ? {} : { firstError }),
   };
 }
@@ -270,6 +311,11 @@ async function databaseBytes(b: Backend): Promise<number | undefined> {
   }
 }
 
+async function countMemories(b: Backend): Promise<number> {
+  const r = await sql<{ n: number }>`SELECT count(*)::int AS n FROM memories`.execute(b.server.engram.database.adminDb);
+  return r.rows[0]?.n ?? 0;
+}
+
 let active: Backend | undefined;
 
 async function benchBackend(name: BackendName, opts: Options): Promise<BackendResult> {
@@ -278,16 +324,23 @@ async function benchBackend(name: BackendName, opts: Options): Promise<BackendRe
     databaseUrl: process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL,
     valkeyUrl: name === 'postgres' ? process.env.VALKEY_URL : undefined,
     env: opts.poolMax === undefined ? {} : { DATABASE_POOL_MAX: String(opts.poolMax) },
+    reuse: opts.reuse,
   });
   active = b;
   const runs: RunResult[] = [];
   try {
     log(`${name}: listening on ${b.url}${b.database === undefined ? '' : `, database ${b.database}`}`);
-    const ing = await ingest(b, opts);
-    if (ing.created === 0) throw new Error(`nothing was ingested: ${ing.firstError ?? 'unknown error'}`);
+    let ing: IngestResult | undefined;
+    if (!b.reused) {
+      ing = await ingest(b, opts);
+      if (ing.created === 0) throw new Error(`nothing was ingested: ${ing.firstError ?? 'unknown error'}`);
+    }
+    const n = await countMemories(b);
+    if (b.reused)
+      log(`${name}: reusing ${b.dataDir}${b.database === undefined ? '' : ` / ${b.database}`}: ${n} memories`);
     if (opts.analyze) {
       const t = performance.now();
-      await b.server.engram.system.analyze();
+      await b.server.engram.system.analyze(true);
       log(`${name}: ANALYZE took ${fmt(performance.now() - t, 0)} ms`);
     }
     const size = await databaseBytes(b);
@@ -314,9 +367,11 @@ async function benchBackend(name: BackendName, opts: Options): Promise<BackendRe
     }
     return {
       backend: name,
+      n,
+      ...(b.reused ? { reused: { dataDir: b.dataDir, database: b.database } } : {}),
       info: b.info,
       config: configSummary(b),
-      ingest: ing,
+      ...(ing === undefined ? {} : { ingest: ing }),
       analyzed: opts.analyze,
       ...(size === undefined ? {} : { databaseBytes: size }),
       runs,
@@ -327,9 +382,12 @@ async function benchBackend(name: BackendName, opts: Options): Promise<BackendRe
   }
 }
 
+/** HEAD, with `+dirty` when src/ or migrations/ differ from it (the numbers then belong to uncommitted code). */
 function gitCommit(): string | undefined {
   try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: 'pipe' }).trim();
+    const git = (...args: string[]) => execFileSync('git', args, { encoding: 'utf8', stdio: 'pipe' }).trim();
+    const dirty = git('status', '--porcelain', '--', 'src', 'migrations') !== '';
+    return `${git('rev-parse', '--short', 'HEAD')}${dirty ? '+dirty' : ''}`;
   } catch {
     return undefined;
   }
@@ -356,9 +414,11 @@ async function main(): Promise<number> {
     return 0;
   }
   const startedAt = new Date();
+  // Taken before the server starts: the code measured is the code at this commit.
+  const commit = gitCommit();
   const m = machine();
   log(
-    `N=${opts.n}, backends=${opts.backends.join(',')}, queries=${opts.queries}, concurrency=${opts.concurrency.join(',')}, ` +
+    `${opts.reuse === undefined ? `N=${opts.n}` : `reusing ${opts.reuse.dataDir}`}, backends=${opts.backends.join(',')}, queries=${opts.queries}, concurrency=${opts.concurrency.join(',')}, ` +
       `limit=${opts.limit}; ${m.cpus} CPUs, ${m.totalMemGiB} GiB, node ${m.node}`,
   );
 
@@ -392,7 +452,8 @@ async function main(): Promise<number> {
         `${r.backend}: ingested ${r.ingest?.created} memories in ${fmt((r.ingest?.wallMs ?? 0) / 1000)} s ` +
         `(${fmt(r.ingest?.perSecond ?? 0, 0)}/s at concurrency ${opts.ingestConcurrency})`,
     );
-  process.stdout.write(`\nSearch benchmark, N=${opts.n}, limit=${opts.limit}, ${opts.queries} queries per row\n`);
+  const sizes = [...new Set(results.map((r) => r.n ?? opts.n))].join('/');
+  process.stdout.write(`\nSearch benchmark, N=${sizes}, limit=${opts.limit}, ${opts.queries} queries per row\n`);
   process.stdout.write(`${ingestLines.join('\n')}\n\n${table(header, rows)}\n`);
   if (opts.markdown) process.stdout.write(`\n${markdownTable(header, rows)}\n`);
 
@@ -407,7 +468,7 @@ async function main(): Promise<number> {
         benchmark: 'search',
         startedAt: startedAt.toISOString(),
         finishedAt: finishedAt.toISOString(),
-        commit: gitCommit(),
+        commit,
         machine: m,
         options: { ...recorded, vocabularyWords: vocabularySize() },
         results,

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -34,6 +34,9 @@ export interface Backend {
   readonly config: Config;
   /** Name of the temporary database (postgres only). */
   readonly database: string | undefined;
+  readonly dataDir: string;
+  /** True when the store came from an earlier run (--reuse). */
+  readonly reused: boolean;
   /** Facts about the store worth recording (server version, ranker, …). */
   readonly info: Record<string, unknown>;
   close(opts?: { keep?: boolean }): Promise<void>;
@@ -44,6 +47,11 @@ export interface BackendOptions {
   readonly valkeyUrl: string | undefined;
   /** Extra environment for loadConfig (e.g. DATABASE_POOL_MAX). */
   readonly env: Readonly<Record<string, string>>;
+  /**
+   * Reuse a store kept by an earlier `--keep` run instead of a fresh one: its
+   * data dir (with admin.key) and, for postgres, its database. Never deleted.
+   */
+  readonly reuse?: { readonly dataDir: string; readonly database?: string | undefined } | undefined;
 }
 
 async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
@@ -72,8 +80,18 @@ async function quietStart(config: Config): Promise<RunningServer> {
 }
 
 export async function startBackend(name: BackendName, opts: BackendOptions): Promise<Backend> {
-  const dataDir = mkdtempSync(path.join(tmpdir(), `engram-bench-${name}-`));
-  let database: string | undefined;
+  const reuse = opts.reuse;
+  if (reuse !== undefined) {
+    if (!existsSync(path.join(reuse.dataDir, 'admin.key')))
+      throw new Error(`${reuse.dataDir} has no admin.key to reuse`);
+    if (name === 'postgres' && reuse.database === undefined)
+      throw new Error('reusing postgres needs the database name');
+    if (reuse.database !== undefined && !/^engram_bench_[0-9a-f]+$/.test(reuse.database)) {
+      throw new Error(`only databases created by the benchmark (engram_bench_…) can be reused`);
+    }
+  }
+  const dataDir = reuse?.dataDir ?? mkdtempSync(path.join(tmpdir(), `engram-bench-${name}-`));
+  let database: string | undefined = name === 'postgres' ? reuse?.database : undefined;
   let server: RunningServer | undefined;
   let closed = false;
 
@@ -81,10 +99,9 @@ export async function startBackend(name: BackendName, opts: BackendOptions): Pro
     if (closed) return;
     closed = true;
     if (server !== undefined) await server.stop().catch((e: unknown) => warn(`stopping ${name} failed`, e));
-    if (o.keep === true) {
-      process.stderr.write(
-        `[bench] kept ${name} store: ${database === undefined ? dataDir : `database ${database}, dir ${dataDir}`}\n`,
-      );
+    if (o.keep === true || reuse !== undefined) {
+      const how = `--backends ${name} --reuse ${dataDir}${database === undefined ? '' : ` --reuse-database ${database}`}`;
+      process.stderr.write(`[bench] kept the ${name} store; measure it again with ${how}\n`);
       return;
     }
     if (database !== undefined) {
@@ -109,10 +126,10 @@ export async function startBackend(name: BackendName, opts: BackendOptions): Pro
     const info: Record<string, unknown> = {};
     if (name === 'postgres') {
       assertLoopback('DATABASE_URL', opts.databaseUrl);
-      database = `engram_bench_${randomBytes(6).toString('hex')}`;
+      database ??= `engram_bench_${randomBytes(6).toString('hex')}`;
       const db = database;
       await withClient(opts.databaseUrl, async (c) => {
-        await c.query(`CREATE DATABASE ${db}`);
+        if (reuse === undefined) await c.query(`CREATE DATABASE ${db}`);
         for (const setting of ['server_version', 'autovacuum', 'shared_buffers', 'max_connections']) {
           const r = await c.query<Record<string, string>>(`SHOW ${setting}`);
           info[setting] = r.rows[0]?.[setting];
@@ -132,7 +149,18 @@ export async function startBackend(name: BackendName, opts: BackendOptions): Pro
     if (!new URL(server.url).hostname.startsWith('127.')) throw new Error(`server listens on ${server.url}`);
     info.lexicalRanker = await server.engram.system.lexicalRanker();
     info.cache = config.valkeyUrl === undefined ? 'in-process' : 'valkey';
-    return { name, url: server.url, apiKey, server, config, database, info, close };
+    return {
+      name,
+      url: server.url,
+      apiKey,
+      server,
+      config,
+      database,
+      dataDir,
+      reused: reuse !== undefined,
+      info,
+      close,
+    };
   } catch (e) {
     await close();
     throw e;
