@@ -1,6 +1,6 @@
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import {
   hasZodFastifySchemaValidationErrors,
   jsonSchemaTransform,
@@ -9,11 +9,17 @@ import {
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
 import { randomUUID } from 'node:crypto';
+import type { Authenticator } from './auth/authenticator.ts';
+import type { HttpConfig } from './config/config.ts';
+import type { AuditService } from './domain/audit/audit.service.ts';
 import type { MemoryService } from './domain/memory/memory.service.ts';
 import type { SearchService } from './domain/search/search.service.ts';
 import type { ApiKeyService } from './domain/tenancy/api-key.service.ts';
 import { isAppError, type ErrorCode } from './errors.ts';
 import { STATUS_BY_CODE } from './http/error-status.ts';
+import { installAuth } from './http/plugins/auth.ts';
+import { DOCS_CSP, registerSecurity } from './http/plugins/security.ts';
+import { auditRoutes } from './http/routes/audit.routes.ts';
 import { healthRoutes } from './http/routes/health.routes.ts';
 import { keyRoutes } from './http/routes/keys.routes.ts';
 import { memoryRoutes } from './http/routes/memories.routes.ts';
@@ -24,8 +30,14 @@ export interface AppDeps {
   readonly memories: MemoryService;
   readonly search: SearchService;
   readonly apiKeys: ApiKeyService;
+  readonly audit: AuditService;
+  readonly authenticator: Authenticator;
   readonly health: Health;
   readonly bodyLimit: number;
+  readonly http: HttpConfig;
+  /** External base URL (PUBLIC_URL), for DPoP `htu` behind a proxy. */
+  readonly publicUrl?: string | undefined;
+  readonly auditReads?: boolean;
   /** A pino logger; omitted in tests for silence. */
   readonly logger?: FastifyBaseLogger;
   readonly version?: string;
@@ -55,7 +67,11 @@ declare module 'fastify' {
 export function guardRouteScopes(app: FastifyInstance): RouteInfo[] {
   const routes: RouteInfo[] = [];
   app.addHook('onRoute', (route) => {
-    const isPublic = route.config?.public === true || PUBLIC_PREFIXES.some((p) => route.url.startsWith(p));
+    // CORS preflights (OPTIONS) carry no credentials by design (Fetch standard).
+    const isPublic =
+      route.config?.public === true ||
+      PUBLIC_PREFIXES.some((p) => route.url.startsWith(p)) ||
+      [route.method].flat().every((m) => m === 'OPTIONS');
     if (!isPublic && route.config?.scope === undefined) {
       throw new Error(`Route ${String(route.method)} ${route.url} declares no scope and is not public`);
     }
@@ -66,6 +82,14 @@ export function guardRouteScopes(app: FastifyInstance): RouteInfo[] {
   return routes;
 }
 
+const SAFE_5XX: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'EMBEDDING_DIMENSION_MISMATCH',
+  'EMBEDDER_UNAVAILABLE',
+  'UNAVAILABLE',
+  'STORE_LOCKED',
+  'TIMEOUT',
+]);
+
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** Builds the Fastify app. Never listens: `main.ts` does, tests use `inject()`. */
@@ -73,6 +97,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     ...(deps.logger === undefined ? { logger: false } : { loggerInstance: deps.logger }),
     bodyLimit: deps.bodyLimit,
+    // Behind a proxy, client IP and protocol (for audit, HSTS and DPoP htu) come from X-Forwarded-*.
+    trustProxy: deps.http.trustProxy,
     requestIdHeader: false,
     genReqId: (req) => {
       const incoming = req.headers['x-request-id'];
@@ -91,38 +117,25 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   app.addHook('onRequest', async (req, reply) => {
     void reply.header('x-request-id', req.id);
-    const config = req.routeOptions.config;
-    if (
-      config.public === true ||
-      PUBLIC_PREFIXES.some((p) => req.url.startsWith(p)) ||
-      req.routeOptions.url === undefined
-    )
-      return;
-    const header = req.headers.authorization;
-    const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
-    if (match?.[1] === undefined) {
-      void reply.header('www-authenticate', 'Bearer realm="engram"');
-      return sendError(reply, req.id, 'UNAUTHENTICATED', 'A valid API key is required: Authorization: Bearer <key>');
-    }
-    try {
-      req.ctx = await deps.apiKeys.authenticate(match[1], req.id);
-    } catch (e) {
-      if (isAppError(e) && e.code === 'UNAUTHENTICATED') {
-        void reply.header('www-authenticate', 'Bearer realm="engram", error="invalid_token"');
-        return sendError(reply, req.id, e.code, e.message);
-      }
-      throw e;
-    }
-    if (config.scope !== undefined && !req.ctx.scopes.has(config.scope)) {
-      return sendError(reply, req.id, 'FORBIDDEN', `This API key lacks the scope ${config.scope}`, {
-        requiredScope: config.scope,
-      });
-    }
+  });
+  await registerSecurity(app, deps.http);
+  const isPublic = (req: FastifyRequest) =>
+    req.routeOptions.url === undefined ||
+    req.routeOptions.config.public === true ||
+    req.method === 'OPTIONS' ||
+    PUBLIC_PREFIXES.some((p) => req.url.startsWith(p));
+  installAuth(app, {
+    authenticator: deps.authenticator,
+    audit: deps.audit,
+    publicUrl: deps.publicUrl,
+    auditReads: deps.auditReads ?? false,
+    isPublic,
+    sendError,
   });
 
   app.setErrorHandler((err, req, reply) => {
     if (hasZodFastifySchemaValidationErrors(err)) {
-      return sendError(reply, req.id, 'VALIDATION_FAILED', 'The request is not valid', {
+      return sendError(reply, req, 'VALIDATION_FAILED', 'The request is not valid', {
         issues: err.validation.map((v) => ({
           location: err.validationContext,
           path: v.instancePath,
@@ -131,36 +144,33 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       });
     }
     if (isAppError(err)) {
-      if (STATUS_BY_CODE[err.code] >= 500) req.log.error({ err, errorId: req.id }, err.message);
-      return sendError(
-        reply,
-        req.id,
-        err.code,
-        STATUS_BY_CODE[err.code] >= 500 && err.code === 'INTERNAL' ? 'Internal error' : err.message,
-        err.details,
-      );
+      const status = STATUS_BY_CODE[err.code];
+      if (status < 500) return sendError(reply, req, err.code, err.message, err.details);
+      // These messages are made by our factories from known facts ("X is unavailable", a model's
+      // dimensions); INTERNAL and the rest may wrap driver or file-system text and stay generic.
+      const safe = SAFE_5XX.has(err.code);
+      return sendInternal(reply, req, err, safe ? err.code : 'INTERNAL', safe ? err.message : undefined);
     }
     const e = err as { statusCode?: number; code?: string; message?: string };
     if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      return sendError(reply, req.id, 'PAYLOAD_TOO_LARGE', `The body is larger than ${deps.bodyLimit} bytes`, {
+      return sendError(reply, req, 'PAYLOAD_TOO_LARGE', `The body is larger than ${deps.bodyLimit} bytes`, {
         maxBytes: deps.bodyLimit,
       });
     }
     if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-      return sendError(reply, req.id, 'UNSUPPORTED_MEDIA_TYPE', 'Send JSON with Content-Type: application/json');
+      return sendError(reply, req, 'UNSUPPORTED_MEDIA_TYPE', 'Send JSON with Content-Type: application/json');
     }
     if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
       // Fastify's own client errors (malformed JSON, empty body…): safe messages.
       const code: ErrorCode =
         e.statusCode === 404 ? 'NOT_FOUND' : e.statusCode === 413 ? 'PAYLOAD_TOO_LARGE' : 'VALIDATION_FAILED';
-      return sendError(reply, req.id, code, e.message ?? 'Bad request');
+      return sendError(reply, req, code, e.message ?? 'Bad request');
     }
-    req.log.error({ err, errorId: req.id }, 'unhandled error');
-    return sendError(reply, req.id, 'INTERNAL', 'Internal error; quote the requestId when reporting it');
+    return sendInternal(reply, req, err, 'INTERNAL', undefined);
   });
 
   app.setNotFoundHandler((req, reply) =>
-    sendError(reply, req.id, 'NOT_FOUND', `No route ${req.method} ${req.url.split('?')[0]}`),
+    sendError(reply, req, 'NOT_FOUND', `No route ${req.method} ${req.url.split('?')[0]}`),
   );
 
   await app.register(fastifySwagger, {
@@ -172,30 +182,74 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         description: 'Memory and code context for AI agents',
       },
       components: {
-        securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'An Engram API key (egm_…)' } },
+        securitySchemes: {
+          apiKey: { type: 'http', scheme: 'bearer', description: 'An Engram API key (egm_…)' },
+          oauth: {
+            type: 'http',
+            scheme: 'bearer',
+            bearerFormat: 'JWT',
+            description:
+              'An OAuth 2.1 access token from the configured issuer; DPoP-bound tokens use `Authorization: DPoP <token>` plus a `DPoP` proof header',
+          },
+        },
       },
-      security: [{ apiKey: [] }],
+      security: [{ apiKey: [] }, { oauth: [] }],
     },
     transform: jsonSchemaTransform,
   });
-  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: true, transformStaticCSP: () => DOCS_CSP });
   app.get('/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
 
   await app.register(healthRoutes({ health: deps.health }));
   await app.register(memoryRoutes({ memories: deps.memories, search: deps.search }));
   await app.register(keyRoutes({ apiKeys: deps.apiKeys }));
+  await app.register(auditRoutes({ audit: deps.audit }));
   return app;
 }
 
 function sendError(
-  reply: import('fastify').FastifyReply,
-  requestId: string,
+  reply: FastifyReply,
+  req: FastifyRequest,
   code: ErrorCode,
   message: string,
   details?: unknown,
-) {
+  errorId?: string,
+): FastifyReply {
+  if (req.auditInfo !== null) req.auditInfo.errorCode = code;
   return reply
     .code(STATUS_BY_CODE[code])
     .type('application/json; charset=utf-8')
-    .send({ error: { code, message, requestId, ...(details === undefined ? {} : { details }) } });
+    .send({
+      error: {
+        code,
+        message,
+        requestId: req.id,
+        ...(errorId === undefined ? {} : { errorId }),
+        ...(details === undefined ? {} : { details }),
+      },
+    });
+}
+
+/**
+ * A server-side failure: the log gets everything under a fresh error id; the
+ * client gets the code, a generic (or factory-made) message and that id —
+ * never a stack, SQL or a driver's message.
+ */
+function sendInternal(
+  reply: FastifyReply,
+  req: FastifyRequest,
+  err: unknown,
+  code: ErrorCode,
+  safeMessage: string | undefined,
+): FastifyReply {
+  const errorId = randomUUID();
+  req.log.error({ err, errorId, requestId: req.id }, 'request failed');
+  return sendError(
+    reply,
+    req,
+    code,
+    safeMessage ?? `Internal error; quote errorId ${errorId} when reporting it`,
+    undefined,
+    errorId,
+  );
 }

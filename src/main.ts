@@ -1,7 +1,13 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
+import { randomBytes } from 'node:crypto';
 import { buildApp } from './app.ts';
+import { Authenticator } from './auth/authenticator.ts';
+import { DpopVerifier } from './auth/dpop.ts';
+import { JwtVerifier } from './auth/jwt-verifier.ts';
+import { AuditService } from './domain/audit/audit.service.ts';
+import { OrgService } from './domain/tenancy/org.service.ts';
 import { redactedSummary, type Config } from './config/config.ts';
 import { MemoryService } from './domain/memory/memory.service.ts';
 import { ReembedService } from './domain/memory/reembed.service.ts';
@@ -34,6 +40,9 @@ export interface Engram {
   readonly memories: MemoryService;
   readonly search: SearchService;
   readonly apiKeys: ApiKeyService;
+  readonly orgs: OrgService;
+  readonly audit: AuditService;
+  readonly authenticator: Authenticator;
   readonly reembed: ReembedService;
   /** Held while the embedded store is open; undefined on PostgreSQL. */
   readonly lock: DataDirLock | undefined;
@@ -70,7 +79,9 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
   try {
     const database = await openWithRetry(config, log);
     closers.push(() => database.close());
-    const migrator = new Migrator(database.adminDb, database.kind);
+    const migrator = new Migrator(database.adminDb, database.kind, undefined, {
+      'engram.region': config.residency.region,
+    });
     if (opts.migrate !== false) {
       const runs = await migrator.up();
       for (const r of runs) log.info({ migration: migrationLabel(r) }, 'migration applied');
@@ -118,6 +129,28 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
     const memories = new MemoryService({ tenantDb, embedder, limits: config.limits, onEmbedError });
     const search = new SearchService({ tenantDb, system, embedder, limits: config.limits, onEmbedError });
     const apiKeys = new ApiKeyService({ tenantDb, system });
+    const orgs = new OrgService({ system, residency: config.residency });
+    const audit = new AuditService({ tenantDb, system });
+    const authenticator = new Authenticator({
+      apiKeys,
+      orgs,
+      jwt: config.auth.jwt === undefined ? undefined : new JwtVerifier(config.auth.jwt),
+      dpop: new DpopVerifier({
+        iatWindowSeconds: config.auth.dpop.iatWindowSeconds,
+        // Valkey makes replay detection hold across replicas; in-process, a
+        // dedicated cache keeps embedding entries from evicting seen jtis.
+        replayCache: config.valkeyUrl === undefined ? new LocalCache(200_000) : cache,
+        nonce: config.auth.dpop.nonce
+          ? {
+              secret:
+                config.auth.dpop.nonceSecret === undefined
+                  ? randomBytes(32)
+                  : new TextEncoder().encode(config.auth.dpop.nonceSecret),
+            }
+          : undefined,
+      }),
+      requireDpop: config.auth.dpop.required,
+    });
     const reembed = new ReembedService({ tenantDb, system, embedder });
     return {
       config,
@@ -129,6 +162,9 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       memories,
       search,
       apiKeys,
+      orgs,
+      audit,
+      authenticator,
       reembed,
       lock,
       close: async () => {
@@ -146,7 +182,18 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
 export function createLogger(config: Config): Logger {
   return pino({
     level: config.logLevel,
-    redact: { paths: ['req.headers.authorization', '*.apiKey', '*.secret', '*.password'], censor: '***' },
+    redact: {
+      paths: [
+        'req.headers.authorization',
+        'req.headers.dpop',
+        'req.headers.cookie',
+        '*.apiKey',
+        '*.secret',
+        '*.password',
+        '*.token',
+      ],
+      censor: '***',
+    },
   });
 }
 
@@ -161,7 +208,7 @@ export async function startServer(config: Config, log: Logger = createLogger(con
   const engram = await openEngram(config, { log });
   const { apiKeys, database, migrator } = engram;
 
-  const boot = await apiKeys.bootstrap();
+  const boot = await apiKeys.bootstrap(config.residency.region);
   if (boot.adminKey !== undefined) {
     const keyFile = path.join(config.dataDir, 'admin.key');
     writeFileSync(keyFile, `${boot.adminKey}\n`, { mode: 0o600 });
@@ -188,8 +235,13 @@ export async function startServer(config: Config, log: Logger = createLogger(con
     memories: engram.memories,
     search: engram.search,
     apiKeys,
+    audit: engram.audit,
+    authenticator: engram.authenticator,
     health,
     bodyLimit: config.limits.bodyBytes,
+    http: config.http,
+    publicUrl: config.auth.publicUrl,
+    auditReads: config.auditReads,
     logger: log,
   });
   const address = await app.listen({ host: config.host, port: config.port });

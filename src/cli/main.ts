@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import pino from 'pino';
 import { loadConfig, redactedSummary, type Config } from '../config/config.ts';
 import type { MemoryScope } from '../domain/memory/memory.types.ts';
-import { isScope } from '../domain/tenancy/api-key.service.ts';
+import { isScope } from '../domain/tenancy/tenancy.types.ts';
 import type { Scope } from '../domain/tenancy/tenancy.types.ts';
 import { AppError, isAppError } from '../errors.ts';
 import { presentApiKey, presentHit, presentMemory, presentVersion } from '../http/schemas.ts';
@@ -53,7 +53,7 @@ async function migrate(action: 'up' | 'down' | 'status' | 'verify', steps: numbe
   const lock = cfg.store.kind === 'pglite' ? DataDirLock.acquire(cfg.dataDir) : undefined;
   const db = await openDatabase(cfg.store);
   try {
-    const migrator = new Migrator(db.adminDb, db.kind);
+    const migrator = new Migrator(db.adminDb, db.kind, undefined, { 'engram.region': cfg.residency.region });
     if (action === 'status') {
       for (const s of await migrator.status()) {
         out(`${migrationLabel(s).padEnd(28)} ${s.state.padEnd(12)} ${s.appliedAt?.toISOString() ?? ''}`);
@@ -138,7 +138,7 @@ export function buildCli(): Command {
     .command('create')
     .description('Create an API key; its secret is printed once')
     .requiredOption('--name <name>', 'a label, e.g. "ci" or "claude-desktop"')
-    .option('--scopes <list>', 'comma-separated: memories:read,memories:write,keys:admin (default: all)')
+    .option('--scopes <list>', 'comma-separated: memories:read,memories:write,admin:keys,audit:read (default: all)')
     .option('--expires-in <duration>', 'e.g. 12h, 90d, 4w')
     .addOption(orgOpt)
     .action(async (o: { name: string; scopes?: string; expiresIn?: string; org: string }) => {

@@ -81,7 +81,9 @@ export async function withTarget(config: Config, orgSlug: string, fn: (t: Target
     const ctx: RequestContext = {
       orgId: org.id,
       actor: { type: 'system', id: 'cli' },
+      roles: ['owner'],
       scopes: new Set(ALL_SCOPES),
+      authMethod: 'system',
       requestId: 'cli',
     };
     await fn({ kind: 'direct', engram, ctx });

@@ -12,7 +12,29 @@ import { AppError } from '../errors.ts';
  * convention of Docker/Kubernetes secrets.
  */
 
-const SECRET_VARS = ['DATABASE_URL', 'DATABASE_ADMIN_URL', 'VALKEY_URL', 'OPENAI_API_KEY', 'ENGRAM_API_KEY'] as const;
+const SECRET_VARS = [
+  'DATABASE_URL',
+  'DATABASE_ADMIN_URL',
+  'VALKEY_URL',
+  'OPENAI_API_KEY',
+  'ENGRAM_API_KEY',
+  'AUTH_JWKS',
+  'AUTH_HS256_SECRET',
+  'DPOP_NONCE_SECRET',
+] as const;
+
+const list = (def: string) =>
+  z
+    .string()
+    .default(def)
+    .transform((v) =>
+      v
+        .split(',')
+        .map((x) => x.trim())
+        .filter((x) => x !== ''),
+    );
+
+const REGION_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 const intFrom = (def: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(def);
 
@@ -74,6 +96,27 @@ const envSchema = z.object({
   MEMORY_MAX_CONTENT_CHARS: intFrom(100_000, 1, 10_000_000),
   REEMBED_INTERVAL_MS: intFrom(30_000, 0, 86_400_000),
   SHUTDOWN_TIMEOUT_MS: intFrom(10_000, 0, 600_000),
+  AUTH_ISSUER: z.string().trim().min(1).optional(),
+  AUTH_AUDIENCE: list(''),
+  AUTH_JWKS_URL: optionalUrl(['https:', 'http:']),
+  AUTH_JWKS: z.string().min(1).optional(),
+  AUTH_HS256_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  AUTH_ALGORITHMS: list('EdDSA,ES256,RS256'),
+  AUTH_CLOCK_SKEW_SECONDS: intFrom(30, 0, 600),
+  AUTH_ORG_CLAIM: z.string().min(1).default('org_id'),
+  AUTH_SCOPE_CLAIM: z.string().min(1).default('scope'),
+  AUTH_ROLES_CLAIM: z.string().min(1).default('roles'),
+  AUTH_REQUIRE_DPOP: boolFrom(false),
+  DPOP_IAT_WINDOW_SECONDS: intFrom(60, 1, 3600),
+  DPOP_NONCE: boolFrom(false),
+  DPOP_NONCE_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  PUBLIC_URL: optionalUrl(['http:', 'https:']),
+  TRUST_PROXY: boolFrom(false),
+  CORS_ORIGINS: list(''),
+  HSTS_MAX_AGE_SECONDS: intFrom(15_552_000, 0, 63_072_000),
+  ENGRAM_REGION: z.string().regex(REGION_RE, 'lowercase letters, digits and - only').default('local'),
+  ENGRAM_SERVED_REGIONS: list(''),
+  AUDIT_READS: boolFrom(false),
 });
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -102,6 +145,49 @@ export interface Config {
   };
   readonly reembedIntervalMs: number;
   readonly shutdownTimeoutMs: number;
+  readonly auth: AuthConfig;
+  readonly http: HttpConfig;
+  /** This instance's home region (new orgs get it) and the regions whose orgs it may serve. */
+  readonly residency: { readonly region: string; readonly servedRegions: readonly string[] };
+  /** Audit successful reads too (writes, admin actions and every failure are always audited). */
+  readonly auditReads: boolean;
+}
+
+export interface AuthConfig {
+  /** OAuth 2.1 bearer JWTs; undefined when no verification key source is configured (API keys only). */
+  readonly jwt: JwtConfig | undefined;
+  readonly dpop: {
+    /** Refuse JWTs that are not DPoP-bound. */
+    readonly required: boolean;
+    readonly iatWindowSeconds: number;
+    /** Stateless server nonces (RFC 9449 §8); a shared secret keeps them valid across replicas. */
+    readonly nonce: boolean;
+    readonly nonceSecret: string | undefined;
+  };
+  /** The URL clients use to reach this server (for DPoP `htu` behind a proxy). */
+  readonly publicUrl: string | undefined;
+}
+
+export interface JwtConfig {
+  readonly issuer: string;
+  readonly audiences: readonly string[];
+  readonly jwksUrl: string | undefined;
+  /** A JWKS document ({"keys":[…]}) given inline or by file: several keys with `kid`s allow rotation. */
+  readonly jwks: string | undefined;
+  readonly hs256Secret: string | undefined;
+  readonly algorithms: readonly string[];
+  readonly clockSkewSeconds: number;
+  readonly orgClaim: string;
+  readonly scopeClaim: string;
+  readonly rolesClaim: string;
+}
+
+export interface HttpConfig {
+  readonly trustProxy: boolean;
+  /** Exact origins allowed by CORS; empty means no cross-origin access. */
+  readonly corsOrigins: readonly string[];
+  /** Strict-Transport-Security max-age, sent only on requests that arrived over TLS. */
+  readonly hstsMaxAgeSeconds: number;
 }
 
 export type StoreConfig =
@@ -177,6 +263,43 @@ export function loadConfig(env: Env = process.env): Config {
   if (resolved.DATABASE_ADMIN_URL !== undefined && resolved.DATABASE_URL === undefined) {
     problems.push('DATABASE_ADMIN_URL: only meaningful together with DATABASE_URL');
   }
+  const jwtSources = [resolved.AUTH_JWKS_URL, resolved.AUTH_JWKS, resolved.AUTH_HS256_SECRET].filter(
+    (v) => v !== undefined,
+  );
+  if (jwtSources.length > 0) {
+    if (resolved.AUTH_ISSUER === undefined) problems.push('AUTH_ISSUER: required when JWT verification is configured');
+    if ((resolved.AUTH_AUDIENCE ?? '').trim() === '') {
+      problems.push('AUTH_AUDIENCE: required when JWT verification is configured (tokens must be audience-bound)');
+    }
+  }
+  if (resolved.AUTH_JWKS !== undefined) {
+    try {
+      const doc = JSON.parse(resolved.AUTH_JWKS) as { keys?: unknown };
+      if (!Array.isArray(doc.keys) || doc.keys.length === 0) problems.push('AUTH_JWKS: must be a JWKS {"keys":[…]}');
+    } catch {
+      problems.push('AUTH_JWKS: is not valid JSON (expected a JWKS {"keys":[…]})');
+    }
+  }
+  for (const alg of (resolved.AUTH_ALGORITHMS ?? '').split(',').map((a) => a.trim())) {
+    if (alg.toLowerCase() === 'none') problems.push('AUTH_ALGORITHMS: "none" is never accepted');
+    if (/^HS/i.test(alg) && resolved.AUTH_HS256_SECRET === undefined) {
+      problems.push(`AUTH_ALGORITHMS: ${alg} needs AUTH_HS256_SECRET (shared-secret tokens are off by default)`);
+    }
+  }
+  for (const r of (resolved.ENGRAM_SERVED_REGIONS ?? '').split(',').map((x) => x.trim())) {
+    if (r !== '' && !REGION_RE.test(r)) problems.push(`ENGRAM_SERVED_REGIONS: "${r}" is not a region name`);
+  }
+  for (const o of (resolved.CORS_ORIGINS ?? '').split(',').map((x) => x.trim())) {
+    if (o === '') continue;
+    let ok = false;
+    try {
+      const u = new URL(o);
+      ok = (u.protocol === 'https:' || u.protocol === 'http:') && u.origin === o;
+    } catch {
+      ok = false;
+    }
+    if (!ok) problems.push(`CORS_ORIGINS: "${o}" is not an origin like https://app.example.com (no path, no *)`);
+  }
   if (problems.length > 0 || !parsed.success) {
     throw new AppError('CONFIG_INVALID', `Invalid configuration:\n  - ${problems.join('\n  - ')}`, {
       details: { problems },
@@ -229,6 +352,40 @@ export function loadConfig(env: Env = process.env): Config {
     }),
     reembedIntervalMs: e.REEMBED_INTERVAL_MS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    auth: Object.freeze({
+      jwt:
+        e.AUTH_JWKS_URL === undefined && e.AUTH_JWKS === undefined && e.AUTH_HS256_SECRET === undefined
+          ? undefined
+          : Object.freeze({
+              issuer: e.AUTH_ISSUER ?? '',
+              audiences: e.AUTH_AUDIENCE,
+              jwksUrl: e.AUTH_JWKS_URL,
+              jwks: e.AUTH_JWKS,
+              hs256Secret: e.AUTH_HS256_SECRET,
+              algorithms: e.AUTH_ALGORITHMS,
+              clockSkewSeconds: e.AUTH_CLOCK_SKEW_SECONDS,
+              orgClaim: e.AUTH_ORG_CLAIM,
+              scopeClaim: e.AUTH_SCOPE_CLAIM,
+              rolesClaim: e.AUTH_ROLES_CLAIM,
+            }),
+      dpop: Object.freeze({
+        required: e.AUTH_REQUIRE_DPOP,
+        iatWindowSeconds: e.DPOP_IAT_WINDOW_SECONDS,
+        nonce: e.DPOP_NONCE,
+        nonceSecret: e.DPOP_NONCE_SECRET,
+      }),
+      publicUrl: e.PUBLIC_URL?.replace(/\/+$/, ''),
+    }),
+    http: Object.freeze({
+      trustProxy: e.TRUST_PROXY,
+      corsOrigins: e.CORS_ORIGINS,
+      hstsMaxAgeSeconds: e.HSTS_MAX_AGE_SECONDS,
+    }),
+    residency: Object.freeze({
+      region: e.ENGRAM_REGION,
+      servedRegions: e.ENGRAM_SERVED_REGIONS.length > 0 ? e.ENGRAM_SERVED_REGIONS : [e.ENGRAM_REGION],
+    }),
+    auditReads: e.AUDIT_READS,
   });
 }
 
@@ -279,5 +436,20 @@ export function redactedSummary(config: Config): Record<string, unknown> {
         : {}),
     },
     limits: config.limits,
+    auth: {
+      apiKeys: true,
+      jwt:
+        config.auth.jwt === undefined
+          ? 'off'
+          : {
+              issuer: config.auth.jwt.issuer,
+              audiences: config.auth.jwt.audiences,
+              keys: config.auth.jwt.jwksUrl ?? (config.auth.jwt.jwks !== undefined ? 'inline JWKS' : 'HS256 secret'),
+              algorithms: config.auth.jwt.algorithms,
+            },
+      dpop: { required: config.auth.dpop.required, nonce: config.auth.dpop.nonce },
+    },
+    cors: config.http.corsOrigins.length === 0 ? 'closed' : config.http.corsOrigins,
+    residency: config.residency,
   };
 }

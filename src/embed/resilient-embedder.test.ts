@@ -41,6 +41,9 @@ class CountingEmbedder implements Embedder {
 /** A cache whose every operation fails, as a Valkey that went away would. */
 class FailingCache implements Cache {
   readonly kind = 'valkey' as const;
+  setIfAbsent(): Promise<boolean> {
+    return Promise.reject(new Error('cache down'));
+  }
   getMany(): Promise<Array<Buffer | undefined>> {
     return Promise.reject(new Error('cache down'));
   }

@@ -8,6 +8,13 @@ declare module 'fastify' {
     scope?: Scope;
     /** Reachable without credentials (health, docs). */
     public?: boolean;
+    /** The audit log's name for what this route does, e.g. `memory.create`. */
+    action?: string;
+    /**
+     * `always`: audit successful calls even though the route only reads (admin and audit reads);
+     * `read`: a POST that only reads (search), audited like a GET.
+     */
+    audit?: 'always' | 'read';
   }
   interface FastifyRequest {
     ctx: RequestContext | undefined;

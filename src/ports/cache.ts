@@ -7,6 +7,11 @@ export interface Cache {
   readonly kind: 'local' | 'valkey';
   getMany(keys: readonly string[]): Promise<Array<Buffer | undefined>>;
   setMany(entries: ReadonlyArray<readonly [string, Buffer]>, ttlSeconds: number): Promise<void>;
+  /**
+   * Stores `key` only if it is absent (or expired); true when this call stored it.
+   * Atomic across replicas on Valkey — the DPoP replay cache relies on it.
+   */
+  setIfAbsent(key: string, value: Buffer, ttlSeconds: number): Promise<boolean>;
   delete(key: string): Promise<void>;
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -7,6 +7,7 @@ import type {
   Page,
 } from '../domain/memory/memory.types.ts';
 import type { RankedMemory } from '../domain/search/search.types.ts';
+import type { AuditEntry, AuditFilter, AuditHead } from '../domain/audit/audit.types.ts';
 import type { ApiKey, Org, Scope } from '../domain/tenancy/tenancy.types.ts';
 
 /**
@@ -22,6 +23,25 @@ export interface TenantDb {
 export interface TenantStores {
   readonly memories: MemoryStore;
   readonly apiKeys: ApiKeyStore;
+  readonly audit: AuditStore;
+}
+
+/**
+ * One hash chain of the audit log. `appendEntry` locks the chain's head,
+ * hands it to `build` (which computes the new entry and its hash) and stores
+ * entry and head together, so concurrent appends never fork the chain.
+ */
+export interface AuditChainStore {
+  appendEntry(build: (head: AuditHead | undefined) => AuditEntry): Promise<AuditEntry>;
+  findHead(): Promise<AuditHead | undefined>;
+  /** Entries in seq order after `afterSeq`, for verification. */
+  findChain(afterSeq: number, limit: number): Promise<AuditEntry[]>;
+}
+
+/** The caller org's audit chain. */
+export interface AuditStore extends AuditChainStore {
+  /** Newest first; `beforeSeq` is the cursor. */
+  findEntries(filter: AuditFilter, limit: number, beforeSeq: number | null): Promise<AuditEntry[]>;
 }
 
 export interface MemoryRow {
@@ -112,7 +132,16 @@ export interface ApiKeyCredential {
  */
 export interface SystemStore {
   findOrgBySlug(slug: string): Promise<Org | undefined>;
-  insertOrg(org: { id: string; slug: string; name: string }): Promise<Org>;
+  findOrgById(id: string): Promise<Org | undefined>;
+  findOrgs(): Promise<Org[]>;
+  insertOrg(org: { id: string; slug: string; name: string; region: string }): Promise<Org>;
+  updateOrgRegion(slug: string, region: string): Promise<Org | undefined>;
+  /** The chain of events with no org (failed authentication with unknown credentials). */
+  systemAuditChain(): AuditChainStore;
+  /** Runs `fn` on any org's chain, across RLS (for `engram audit verify`). */
+  withAuditChain<T>(chainId: string, fn: (chain: AuditChainStore) => Promise<T>): Promise<T>;
+  /** Every chain id that has entries or a head. */
+  findAuditChainIds(): Promise<Array<{ chainId: string; orgId: string | null }>>;
   findOrgIds(): Promise<string[]>;
   findApiKeyByPrefix(prefix: string): Promise<ApiKeyCredential | undefined>;
   /** Registers a model and makes sure its vector index exists; throws on a dimension mismatch. */

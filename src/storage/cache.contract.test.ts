@@ -104,6 +104,27 @@ describe.each(variants)('$name', ({ create }) => {
     });
   });
 
+  describe('setIfAbsent', () => {
+    it('stores only the first of two writers, atomically under concurrency', async () => {
+      const k = key('nx');
+      const results = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => cache.setIfAbsent(k, Buffer.from(`w${i}`), 60)),
+      );
+      expect(results.filter(Boolean)).toHaveLength(1);
+      const winner = results.indexOf(true);
+      expect(await cache.getMany([k])).toEqual([Buffer.from(`w${winner}`)]);
+    });
+
+    it('stores again once the earlier value expired', async () => {
+      const k = key('nx-expiry');
+      expect(await cache.setIfAbsent(k, Buffer.from('a'), 1)).toBe(true);
+      expect(await cache.setIfAbsent(k, Buffer.from('b'), 1)).toBe(false);
+      await sleep(1_200);
+      expect(await cache.setIfAbsent(k, Buffer.from('c'), 60)).toBe(true);
+      expect(await cache.getMany([k])).toEqual([Buffer.from('c')]);
+    });
+  });
+
   describe('delete', () => {
     it('removes the key and leaves the others', async () => {
       const [gone, kept] = [key('gone'), key('kept')];

@@ -93,8 +93,13 @@ export async function createTestEngram(env: Record<string, string> = {}): Promis
     memories: engram.memories,
     search: engram.search,
     apiKeys: engram.apiKeys,
+    audit: engram.audit,
+    authenticator: engram.authenticator,
     health,
     bodyLimit: config.limits.bodyBytes,
+    http: config.http,
+    publicUrl: config.auth.publicUrl,
+    auditReads: config.auditReads,
   });
   await app.ready();
   let n = 0;
@@ -106,7 +111,12 @@ export async function createTestEngram(env: Record<string, string> = {}): Promis
     makeOrg: async () => {
       n += 1;
       const slug = `org-${n}-${uuidv7().slice(-8)}`;
-      const org = await engram.system.insertOrg({ id: uuidv7(), slug, name: `Test ${slug}` });
+      const org = await engram.system.insertOrg({
+        id: uuidv7(),
+        slug,
+        name: `Test ${slug}`,
+        region: config.residency.region,
+      });
       const issued = await engram.apiKeys.create(org.id, { name: 'test', scopes: ALL_SCOPES });
       return {
         orgId: org.id,
@@ -116,7 +126,9 @@ export async function createTestEngram(env: Record<string, string> = {}): Promis
         ctx: {
           orgId: org.id,
           actor: { type: 'api_key', id: issued.key.id },
+          roles: [],
           scopes: new Set(ALL_SCOPES),
+          authMethod: 'api_key',
           requestId: 'test',
         },
         keyWith: async (scopes) => (await engram.apiKeys.create(org.id, { name: 'scoped', scopes })).secret,

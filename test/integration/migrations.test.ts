@@ -4,7 +4,7 @@ import path from 'node:path';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../../src/storage/postgres/database.ts';
-import { DEFAULT_MIGRATIONS_DIR, Migrator, snapshotAll } from '../../src/storage/postgres/migrator.ts';
+import { DEFAULT_MIGRATIONS_DIR, Migrator, loadMigrations, snapshotAll } from '../../src/storage/postgres/migrator.ts';
 import {
   backend,
   createTestDatabase,
@@ -44,14 +44,16 @@ describe(`${Migrator.name} (${backend})`, () => {
 
   it('applies every migration, then rolls all back and re-applies to the same schema', async () => {
     const m = new Migrator(db.adminDb, db.kind, dir);
+    const versions = loadMigrations(dir).map((x) => x.version);
+    expect(versions.slice(0, 5)).toEqual([1, 2, 3, 4, 5]);
     const up = await m.up();
-    expect(up.map((r) => r.version)).toEqual([1, 2, 3, 4]);
+    expect(up.map((r) => r.version)).toEqual(versions);
     expect(await m.isCurrent()).toBe(true);
     const first = await schemaFingerprint(db);
     expect(first).toContain('col memories.content text NO');
 
-    const down = await m.down(10);
-    expect(down.map((r) => r.version)).toEqual([4, 3, 2, 1]);
+    const down = await m.down(100);
+    expect(down.map((r) => r.version)).toEqual([...versions].reverse());
     expect((await m.status()).every((s) => s.state === 'pending')).toBe(true);
     expect(await schemaFingerprint(db)).not.toContain('memories');
 
@@ -61,20 +63,20 @@ describe(`${Migrator.name} (${backend})`, () => {
 
   it('rolls back a failing migration in its transaction and reports which one', async () => {
     writeFileSync(
-      path.join(dir, '0005_broken.sql'),
+      path.join(dir, '9990_broken.sql'),
       '-- Why: a test migration that fails halfway.\n-- migrate:up\nCREATE TABLE half_done (id int);\nSELECT 1/0;\n-- migrate:down\nDROP TABLE half_done;\n',
     );
     const m = new Migrator(db.adminDb, db.kind, dir);
     await expect(m.up()).rejects.toMatchObject({
       code: 'MIGRATION_FAILED',
-      message: expect.stringMatching(/0005_broken \(up\) failed and was rolled back: division by zero/),
+      message: expect.stringMatching(/9990_broken \(up\) failed and was rolled back: division by zero/),
     });
     const exists = await sql<{
       n: number;
     }>`SELECT count(*)::int AS n FROM pg_class WHERE relname = 'half_done'`.execute(db.adminDb);
     expect(exists.rows[0]?.n).toBe(0);
-    expect((await m.status()).find((s) => s.version === 5)?.state).toBe('pending');
-    rmSync(path.join(dir, '0005_broken.sql'));
+    expect((await m.status()).find((s) => s.version === 9990)?.state).toBe('pending');
+    rmSync(path.join(dir, '9990_broken.sql'));
   });
 
   it('refuses a migration that changes existing rows it did not declare, and accepts it once declared', async () => {
@@ -82,7 +84,7 @@ describe(`${Migrator.name} (${backend})`, () => {
     await sql`INSERT INTO orgs (id, slug, name) VALUES (${orgId}, 'mig-test', 'Mig')`.execute(db.adminDb);
     const body =
       "-- migrate:up\nUPDATE orgs SET name = name || ' (renamed)';\n-- migrate:down\nUPDATE orgs SET name = replace(name, ' (renamed)', '');\n";
-    writeFileSync(path.join(dir, '0005_rename.sql'), `-- Why: a test migration that rewrites data.\n${body}`);
+    writeFileSync(path.join(dir, '9991_rename.sql'), `-- Why: a test migration that rewrites data.\n${body}`);
     const m = new Migrator(db.adminDb, db.kind, dir);
     await expect(m.up()).rejects.toMatchObject({
       message: expect.stringMatching(/changed data in orgs .*migrate:rewrites orgs/),
@@ -91,7 +93,7 @@ describe(`${Migrator.name} (${backend})`, () => {
     expect(name.rows[0]?.name).toBe('Mig');
 
     writeFileSync(
-      path.join(dir, '0005_rename.sql'),
+      path.join(dir, '9991_rename.sql'),
       `-- Why: a test migration that rewrites data.\n-- migrate:rewrites orgs\n${body}`,
     );
     const m2 = new Migrator(db.adminDb, db.kind, dir);
@@ -99,7 +101,7 @@ describe(`${Migrator.name} (${backend})`, () => {
     const renamed = await sql<{ name: string }>`SELECT name FROM orgs WHERE id = ${orgId}`.execute(db.adminDb);
     expect(renamed.rows[0]?.name).toBe('Mig (renamed)');
     await m2.down(1);
-    rmSync(path.join(dir, '0005_rename.sql'));
+    rmSync(path.join(dir, '9991_rename.sql'));
     await sql`DELETE FROM orgs WHERE id = ${orgId}`.execute(db.adminDb);
   });
 

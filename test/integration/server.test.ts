@@ -72,7 +72,9 @@ describe(`server (${backend})`, () => {
     const me = await fetch(`${server.url}/v1/me`, { headers: { authorization: `Bearer ${key}` } });
     expect(me.status).toBe(200);
     const body = (await me.json()) as { orgId: string; scopes: string[] };
-    expect(body.scopes).toEqual(expect.arrayContaining(['memories:read', 'memories:write', 'keys:admin']));
+    expect(body.scopes).toEqual(
+      expect.arrayContaining(['memories:read', 'memories:write', 'admin:keys', 'audit:read']),
+    );
     expect((await server.engram.system.findOrgBySlug('default'))?.id).toBe(body.orgId);
   });
 
@@ -105,7 +107,9 @@ describe(`server (${backend})`, () => {
     const ctx = {
       orgId: org.id,
       actor: { type: 'system' as const, id: 't' },
+      roles: [],
       scopes: new Set<never>(),
+      authMethod: 'system' as const,
       requestId: 't',
     };
     for (let i = 0; i < 60; i++) await server.engram.memories.remember(ctx, { content: `statistics test ${i}` });

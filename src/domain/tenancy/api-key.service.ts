@@ -1,9 +1,10 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
-import { errors } from '../../errors.ts';
+import { AppError, errors } from '../../errors.ts';
 import type { SystemStore, TenantDb } from '../../ports/tenant-db.ts';
 import {
   ALL_SCOPES,
+  isScope,
   type ApiKey,
   type IssuedApiKey,
   type Org,
@@ -21,24 +22,33 @@ const TOUCH_EVERY_MS = 60_000;
 
 const sha256 = (s: string): string => createHash('sha256').update(s, 'utf8').digest('hex');
 
-export function isScope(s: string): s is Scope {
-  return (ALL_SCOPES as readonly string[]).includes(s);
-}
-
 export class ApiKeyService {
   private readonly lastTouch = new Map<string, number>();
 
   constructor(private readonly deps: { tenantDb: TenantDb; system: SystemStore }) {}
 
+  /**
+   * Issues a key. `grantor` is the creating caller's scopes: a key never gets
+   * a scope its creator lacks (no privilege escalation through key minting);
+   * without scopes in the input it inherits the grantor's. Only bootstrap and
+   * operator CLI calls omit `grantor`.
+   */
   async create(
     orgId: string,
     input: { name: string; scopes?: readonly Scope[] | undefined; expiresAt?: Date | null | undefined },
+    grantor?: ReadonlySet<Scope>,
   ): Promise<IssuedApiKey> {
     const name = input.name.trim();
     if (name.length === 0 || name.length > 100)
       throw errors.validation('name must be 1–100 characters', { field: 'name' });
-    const scopes = [...new Set(input.scopes ?? ALL_SCOPES)];
+    const scopes = [...new Set(input.scopes ?? (grantor === undefined ? ALL_SCOPES : [...grantor]))];
     if (scopes.length === 0) throw errors.validation('a key needs at least one scope', { field: 'scopes' });
+    const beyond = grantor === undefined ? [] : scopes.filter((s) => !grantor.has(s));
+    if (beyond.length > 0) {
+      throw new AppError('FORBIDDEN', `A key cannot get scopes its creator lacks: ${beyond.join(', ')}`, {
+        details: { scopes: beyond },
+      });
+    }
     if (input.expiresAt != null && input.expiresAt.getTime() <= Date.now()) {
       throw errors.validation('expiresAt must be in the future', { field: 'expiresAt' });
     }
@@ -82,9 +92,13 @@ export class ApiKeyService {
     const stored = Buffer.from(cred?.secretHash ?? sha256('unknown'), 'hex');
     const match = presented.length === stored.length && timingSafeEqual(presented, stored);
     if (cred === undefined || !match) throw errors.unauthenticated('The API key is not valid');
-    if (cred.revokedAt !== null) throw errors.unauthenticated('The API key has been revoked');
+    // The cause (never sent to clients) lets the audit log file the attempt under the key's org.
+    const known = { orgId: cred.orgId, actorId: cred.id };
+    if (cred.revokedAt !== null) {
+      throw new AppError('UNAUTHENTICATED', 'The API key has been revoked', { cause: known });
+    }
     if (cred.expiresAt !== null && cred.expiresAt.getTime() <= Date.now()) {
-      throw errors.unauthenticated('The API key has expired');
+      throw new AppError('UNAUTHENTICATED', 'The API key has expired', { cause: known });
     }
     const now = Date.now();
     if ((this.lastTouch.get(cred.id) ?? 0) + TOUCH_EVERY_MS < now) {
@@ -94,7 +108,9 @@ export class ApiKeyService {
     return {
       orgId: cred.orgId,
       actor: { type: 'api_key', id: cred.id },
+      roles: [],
       scopes: new Set(cred.scopes.filter(isScope)),
+      authMethod: 'api_key',
       requestId,
     };
   }
@@ -103,10 +119,10 @@ export class ApiKeyService {
    * First start: creates the org `default` and an admin key with every scope.
    * Returns the key's secret when it was just created (it is never shown again).
    */
-  async bootstrap(): Promise<{ org: Org; adminKey: string | undefined }> {
+  async bootstrap(region: string): Promise<{ org: Org; adminKey: string | undefined }> {
     const existing = await this.deps.system.findOrgBySlug('default');
     if (existing !== undefined) return { org: existing, adminKey: undefined };
-    const org = await this.deps.system.insertOrg({ id: uuidv7(), slug: 'default', name: 'Default' });
+    const org = await this.deps.system.insertOrg({ id: uuidv7(), slug: 'default', name: 'Default', region });
     const issued = await this.create(org.id, { name: 'admin (bootstrap)', scopes: ALL_SCOPES });
     return { org, adminKey: issued.secret };
   }

@@ -2,17 +2,34 @@ export interface Org {
   readonly id: string;
   readonly slug: string;
   readonly name: string;
+  /** Home region: only instances serving this region may touch the org's data. */
+  readonly region: string;
   readonly createdAt: Date;
 }
 
-export type Scope = 'memories:read' | 'memories:write' | 'keys:admin';
-export const ALL_SCOPES: readonly Scope[] = ['memories:read', 'memories:write', 'keys:admin'];
+/** Every permission a credential can carry. Routes and MCP tools each require one. */
+export const ALL_SCOPES = ['memories:read', 'memories:write', 'admin:keys', 'audit:read'] as const;
+export type Scope = (typeof ALL_SCOPES)[number];
+
+export const ALL_ROLES = ['owner', 'admin', 'member', 'reader', 'service'] as const;
+export type Role = (typeof ALL_ROLES)[number];
+
+export const isScope = (s: string): s is Scope => (ALL_SCOPES as readonly string[]).includes(s);
+export const isRole = (s: string): s is Role => (ALL_ROLES as readonly string[]).includes(s);
+
+export type AuthMethod = 'api_key' | 'jwt' | 'jwt_dpop' | 'system';
 
 /** Who is calling, for which org, with which rights. Resolved once per request. */
 export interface RequestContext {
   readonly orgId: string;
-  readonly actor: { readonly type: 'api_key' | 'system'; readonly id: string };
+  readonly actor: {
+    readonly type: 'api_key' | 'user' | 'service' | 'system';
+    /** Key id, or the token's `sub`. */
+    readonly id: string;
+  };
+  readonly roles: readonly Role[];
   readonly scopes: ReadonlySet<Scope>;
+  readonly authMethod: AuthMethod;
   readonly requestId: string;
 }
 

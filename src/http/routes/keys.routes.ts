@@ -13,16 +13,13 @@ export const keyRoutes =
     app.post(
       '/v1/keys',
       {
-        config: { scope: 'keys:admin' },
+        config: { scope: 'admin:keys', action: 'api_key.create' },
         schema: {
           tags,
           summary: 'Create an API key for the caller’s org; the secret is shown only in this response',
           body: z.strictObject({
             name: z.string().trim().min(1).max(100),
-            scopes: z
-              .array(z.enum(ALL_SCOPES as [string, ...string[]]))
-              .min(1)
-              .optional(),
+            scopes: z.array(z.enum(ALL_SCOPES)).min(1).optional(),
             expiresAt: z.iso
               .datetime({ offset: true })
               .transform((s) => new Date(s))
@@ -38,13 +35,12 @@ export const keyRoutes =
       },
       async (req, reply) => {
         const ctx = contextOf(req);
-        const issued = await deps.apiKeys.create(ctx.orgId, {
-          name: req.body.name,
-          scopes: req.body.scopes?.filter((s): s is (typeof ALL_SCOPES)[number] =>
-            (ALL_SCOPES as readonly string[]).includes(s),
-          ),
-          expiresAt: req.body.expiresAt,
-        });
+        const issued = await deps.apiKeys.create(
+          ctx.orgId,
+          { name: req.body.name, scopes: req.body.scopes, expiresAt: req.body.expiresAt },
+          ctx.scopes,
+        );
+        if (req.auditInfo !== null) req.auditInfo.resourceId = issued.key.id;
         return reply.code(201).send({ key: presentApiKey(issued.key), secret: issued.secret });
       },
     );
@@ -52,7 +48,7 @@ export const keyRoutes =
     app.get(
       '/v1/keys',
       {
-        config: { scope: 'keys:admin' },
+        config: { scope: 'admin:keys', action: 'api_key.list', audit: 'always' },
         schema: {
           tags,
           summary: 'List the org’s API keys (never their secrets)',
@@ -65,7 +61,7 @@ export const keyRoutes =
     app.delete(
       '/v1/keys/:id',
       {
-        config: { scope: 'keys:admin' },
+        config: { scope: 'admin:keys', action: 'api_key.revoke' },
         schema: {
           tags,
           summary: 'Revoke an API key (effective immediately)',
@@ -79,22 +75,30 @@ export const keyRoutes =
     app.get(
       '/v1/me',
       {
-        config: { scope: 'memories:read' },
+        config: { scope: 'memories:read', action: 'auth.whoami' },
         schema: {
           tags,
-          summary: 'Who am I: the org, key and scopes behind the presented credentials',
+          summary: 'Who am I: the org, actor, roles, scopes and auth method behind the presented credentials',
           response: {
             200: z.object({
               orgId: z.string(),
               actor: z.object({ type: z.string(), id: z.string() }),
+              roles: z.array(z.string()),
               scopes: z.array(z.string()),
+              authMethod: z.string(),
             }),
           },
         },
       },
       async (req) => {
         const ctx = contextOf(req);
-        return { orgId: ctx.orgId, actor: ctx.actor, scopes: [...ctx.scopes] };
+        return {
+          orgId: ctx.orgId,
+          actor: ctx.actor,
+          roles: [...ctx.roles],
+          scopes: [...ctx.scopes],
+          authMethod: ctx.authMethod,
+        };
       },
     );
   };

@@ -28,7 +28,7 @@ export const memoryRoutes =
     app.post(
       '/v1/memories',
       {
-        config: { scope: 'memories:write' },
+        config: { scope: 'memories:write', action: 'memory.create' },
         schema: {
           tags,
           summary: 'Remember: store a memory (exact duplicates in the same scope are returned, not stored twice)',
@@ -42,6 +42,7 @@ export const memoryRoutes =
       },
       async (req, reply) => {
         const r = await deps.memories.remember(contextOf(req), req.body);
+        if (req.auditInfo !== null) req.auditInfo.resourceId = r.memory.id;
         return r.created
           ? reply.code(201).send({ ...presentMemory(r.memory), deduplicated: false as const })
           : reply.code(200).send({ ...presentMemory(r.memory), deduplicated: true as const });
@@ -51,7 +52,7 @@ export const memoryRoutes =
     app.get(
       '/v1/memories',
       {
-        config: { scope: 'memories:read' },
+        config: { scope: 'memories:read', action: 'memory.list' },
         schema: {
           tags,
           summary: 'List memories, newest first, with filters and a cursor',
@@ -80,7 +81,7 @@ export const memoryRoutes =
     app.get(
       '/v1/memories/:id',
       {
-        config: { scope: 'memories:read' },
+        config: { scope: 'memories:read', action: 'memory.read' },
         schema: {
           tags,
           summary: 'Get one memory',
@@ -94,7 +95,7 @@ export const memoryRoutes =
     app.patch(
       '/v1/memories/:id',
       {
-        config: { scope: 'memories:write' },
+        config: { scope: 'memories:write', action: 'memory.update' },
         schema: {
           tags,
           summary: 'Update a memory; the previous version is kept in its history',
@@ -112,7 +113,7 @@ export const memoryRoutes =
     app.delete(
       '/v1/memories/:id',
       {
-        config: { scope: 'memories:write' },
+        config: { scope: 'memories:write', action: 'memory.delete' },
         schema: {
           tags,
           summary: 'Forget a memory and its history',
@@ -129,7 +130,7 @@ export const memoryRoutes =
     app.get(
       '/v1/memories/:id/history',
       {
-        config: { scope: 'memories:read' },
+        config: { scope: 'memories:read', action: 'memory.history' },
         schema: {
           tags,
           summary: 'Every version of a memory, oldest first; the last is current',
@@ -149,7 +150,7 @@ export const memoryRoutes =
     app.post(
       '/v1/memories/search',
       {
-        config: { scope: 'memories:read' },
+        config: { scope: 'memories:read', action: 'memory.search', audit: 'read' },
         schema: {
           tags,
           summary: 'Search memories: lexical, vector or hybrid (reciprocal rank fusion)',

@@ -37,6 +37,12 @@ export class LocalCache implements Cache {
     return Promise.resolve();
   }
 
+  setIfAbsent(key: string, value: Buffer, ttlSeconds: number): Promise<boolean> {
+    const e = this.map.get(key);
+    if (e !== undefined && e.expiresAt > Date.now()) return Promise.resolve(false);
+    return this.setMany([[key, value]], ttlSeconds).then(() => true);
+  }
+
   delete(key: string): Promise<void> {
     this.map.delete(key);
     return Promise.resolve();

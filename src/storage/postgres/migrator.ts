@@ -162,6 +162,8 @@ export class Migrator {
     private readonly db: Kysely<DB>,
     private readonly kind: 'pglite' | 'postgres',
     dir?: string,
+    /** Transaction-local settings migrations may read, e.g. `engram.region` for existing orgs. */
+    private readonly settings: Readonly<Record<string, string>> = {},
   ) {
     this.migrations = loadMigrations(dir);
   }
@@ -235,6 +237,7 @@ export class Migrator {
     try {
       return await this.db.transaction().execute(async (tx) => {
         if (this.kind === 'postgres') await sql`SELECT pg_advisory_xact_lock(${ADVISORY_LOCK_KEY})`.execute(tx);
+        for (const [k, v] of Object.entries(this.settings)) await sql`SELECT set_config(${k}, ${v}, true)`.execute(tx);
         // Someone else may have applied it while we waited for the lock.
         const done = await tx
           .selectFrom('engram_migrations')

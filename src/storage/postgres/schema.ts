@@ -10,7 +10,41 @@ export interface OrgsTable {
   id: string;
   slug: string;
   name: string;
+  region: ColumnType<string, string | undefined, string>;
   created_at: Timestamp;
+}
+
+/** int8 columns: node-postgres returns strings, PGlite may return numbers or bigints. */
+type Int8 = ColumnType<string | number | bigint, number, number>;
+
+export interface AuditLogTable {
+  chain_id: string;
+  seq: Int8;
+  org_id: string | null;
+  id: string;
+  at: Timestamp;
+  actor_type: string;
+  actor_id: string | null;
+  auth_method: string | null;
+  action: string;
+  resource_type: string | null;
+  resource_id: string | null;
+  outcome: string;
+  status: number | null;
+  ip: string | null;
+  user_agent: string | null;
+  request_id: string | null;
+  details: Json;
+  prev_hash: string;
+  hash: string;
+}
+
+export interface AuditHeadsTable {
+  chain_id: string;
+  org_id: string | null;
+  seq: Int8;
+  hash: string;
+  updated_at: Timestamp;
 }
 
 export interface UsersTable {
@@ -116,4 +150,6 @@ export interface DB {
   embedding_models: EmbeddingModelsTable;
   memory_embeddings: MemoryEmbeddingsTable;
   engram_migrations: SchemaMigrationsTable;
+  audit_log: AuditLogTable;
+  audit_heads: AuditHeadsTable;
 }

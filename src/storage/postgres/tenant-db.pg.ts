@@ -7,6 +7,7 @@ import { errors } from '../../errors.ts';
 import type {
   ApiKeyCredential,
   ApiKeyStore,
+  AuditChainStore,
   EmbeddingRow,
   LexicalQuery,
   MemoryRow,
@@ -16,8 +17,10 @@ import type {
   TenantStores,
   VectorQuery,
 } from '../../ports/tenant-db.ts';
+import { SYSTEM_CHAIN, type AuditEntry, type AuditHead } from '../../domain/audit/audit.types.ts';
+import { PgAuditStore } from './audit-store.pg.ts';
 import { guard } from './pg-errors.ts';
-import type { ApiKeysTable, DB, MemoriesTable } from './schema.ts';
+import type { ApiKeysTable, DB, MemoriesTable, OrgsTable } from './schema.ts';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export const isUuid = (s: string): boolean => UUID_RE.test(s);
@@ -44,6 +47,7 @@ export class PgTenantDb implements TenantDb {
         return fn({
           memories: new PgMemoryStore(tx, orgId, this.opts.hasBm25(), this.opts.canActAsSystem),
           apiKeys: new PgApiKeyStore(tx, orgId),
+          audit: new PgAuditStore(tx, orgId, orgId),
         });
       }),
     );
@@ -523,6 +527,14 @@ export class PgApiKeyStore implements ApiKeyStore {
   }
 }
 
+const toOrg = (r: Selectable<OrgsTable>): Org => ({
+  id: r.id,
+  slug: r.slug,
+  name: r.name,
+  region: r.region,
+  createdAt: r.created_at,
+});
+
 export class PgSystemStore implements SystemStore {
   private bm25: boolean | undefined;
   constructor(
@@ -532,12 +544,58 @@ export class PgSystemStore implements SystemStore {
 
   async findOrgBySlug(slug: string): Promise<Org | undefined> {
     const r = await this.adminDb.selectFrom('orgs').selectAll().where('slug', '=', slug).executeTakeFirst();
-    return r === undefined ? undefined : { id: r.id, slug: r.slug, name: r.name, createdAt: r.created_at };
+    return r === undefined ? undefined : toOrg(r);
   }
 
-  async insertOrg(org: { id: string; slug: string; name: string }): Promise<Org> {
+  async findOrgById(id: string): Promise<Org | undefined> {
+    if (!isUuid(id)) return undefined;
+    const r = await this.adminDb.selectFrom('orgs').selectAll().where('id', '=', id).executeTakeFirst();
+    return r === undefined ? undefined : toOrg(r);
+  }
+
+  async findOrgs(): Promise<Org[]> {
+    return (await this.adminDb.selectFrom('orgs').selectAll().orderBy('slug').execute()).map(toOrg);
+  }
+
+  async insertOrg(org: { id: string; slug: string; name: string; region: string }): Promise<Org> {
     const r = await guard(() => this.adminDb.insertInto('orgs').values(org).returningAll().executeTakeFirstOrThrow());
-    return { id: r.id, slug: r.slug, name: r.name, createdAt: r.created_at };
+    return toOrg(r);
+  }
+
+  async updateOrgRegion(slug: string, region: string): Promise<Org | undefined> {
+    const r = await this.adminDb
+      .updateTable('orgs')
+      .set({ region })
+      .where('slug', '=', slug)
+      .returningAll()
+      .executeTakeFirst();
+    return r === undefined ? undefined : toOrg(r);
+  }
+
+  withAuditChain<T>(chainId: string, fn: (chain: AuditChainStore) => Promise<T>): Promise<T> {
+    return guard(() =>
+      this.adminDb.transaction().execute(async (tx) => {
+        await sql`SELECT set_config('role', 'engram_system', true)`.execute(tx);
+        return fn(new PgAuditStore(tx, chainId, chainId === SYSTEM_CHAIN ? null : chainId));
+      }),
+    );
+  }
+
+  systemAuditChain(): AuditChainStore {
+    return {
+      appendEntry: (build: (head: AuditHead | undefined) => AuditEntry) =>
+        this.withAuditChain(SYSTEM_CHAIN, (c) => c.appendEntry(build)),
+      findHead: () => this.withAuditChain(SYSTEM_CHAIN, (c) => c.findHead()),
+      findChain: (afterSeq: number, limit: number) =>
+        this.withAuditChain(SYSTEM_CHAIN, (c) => c.findChain(afterSeq, limit)),
+    };
+  }
+
+  async findAuditChainIds(): Promise<Array<{ chainId: string; orgId: string | null }>> {
+    const r = await sql<{ chain_id: string; org_id: string | null }>`
+      SELECT chain_id, org_id FROM audit_heads UNION SELECT DISTINCT chain_id, org_id FROM audit_log
+      ORDER BY 1`.execute(this.adminDb);
+    return [...new Map(r.rows.map((x) => [x.chain_id, { chainId: x.chain_id, orgId: x.org_id }])).values()];
   }
 
   async findOrgIds(): Promise<string[]> {

@@ -43,6 +43,10 @@ export class ValkeyCache implements Cache {
     if (failed?.[0]) throw failed[0];
   }
 
+  async setIfAbsent(key: string, value: Buffer, ttlSeconds: number): Promise<boolean> {
+    return (await this.client.set(key, value, 'EX', ttlSeconds, 'NX')) === 'OK';
+  }
+
   async delete(key: string): Promise<void> {
     await this.client.del(key);
   }

@@ -1,0 +1,30 @@
+import { ALL_SCOPES, isScope, type Role, type Scope } from '../domain/tenancy/tenancy.types.ts';
+
+/**
+ * The one RBAC policy: roles map to scopes, and every REST route and MCP tool
+ * requires exactly one scope. Both faces ask `can(ctx, scope)`; nothing else
+ * decides access.
+ */
+export const ROLE_SCOPES: Readonly<Record<Role, readonly Scope[]>> = {
+  // The owner holds every scope, including ones added by later releases.
+  owner: ALL_SCOPES,
+  admin: ['memories:read', 'memories:write', 'admin:keys', 'audit:read'],
+  member: ['memories:read', 'memories:write'],
+  reader: ['memories:read'],
+  service: ['memories:read', 'memories:write'],
+};
+
+/**
+ * What a token may do. With roles and scopes both present, the token's scopes
+ * narrow what the roles allow (a delegated token never exceeds its user);
+ * with only one of them, that one decides. Unknown names are ignored.
+ */
+export function effectiveScopes(tokenScopes: readonly string[] | undefined, roles: readonly Role[]): Set<Scope> {
+  const granted = tokenScopes?.filter(isScope);
+  if (roles.length === 0) return new Set(granted ?? []);
+  const byRole = new Set(roles.flatMap((r) => ROLE_SCOPES[r]));
+  return granted === undefined ? byRole : new Set(granted.filter((s) => byRole.has(s)));
+}
+
+/** Whether the caller holds `scope`. */
+export const can = (ctx: { readonly scopes: ReadonlySet<Scope> }, scope: Scope): boolean => ctx.scopes.has(scope);
