@@ -129,7 +129,8 @@ export class Authenticator {
    * with its error, plus a bare challenge for the other accepted scheme.
    */
   challenges(failed: AuthChallenge | undefined): string[] {
-    const quote = (s: string) => `"${s.replace(/["\\]/g, '')}"`;
+    // Header values are visible ASCII only (RFC 9110 §5.5); quotes and backslashes would break the quoting.
+    const quote = (s: string) => `"${s.replace(/…/g, '...').replace(/[^\x20-\x7e]|["\\]/g, '')}"`;
     const render = (c: AuthChallenge) => {
       const params = [`realm="engram"`];
       if (c.scheme === 'DPoP') params.push(`algs=${quote(this.deps.dpop.algorithms.join(' '))}`);

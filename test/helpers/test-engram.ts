@@ -84,7 +84,10 @@ export interface TestEngram {
   close(): Promise<void>;
 }
 
-export async function createTestEngram(env: Record<string, string> = {}): Promise<TestEngram> {
+export async function createTestEngram(
+  env: Record<string, string> = {},
+  opts: { logger?: import('fastify').FastifyBaseLogger } = {},
+): Promise<TestEngram> {
   const db = await createTestDatabase();
   const config = testConfig({ ...db.env, ...env });
   const engram = await openEngram(config, { log: pino({ level: 'silent' }) });
@@ -100,6 +103,7 @@ export async function createTestEngram(env: Record<string, string> = {}): Promis
     http: config.http,
     publicUrl: config.auth.publicUrl,
     auditReads: config.auditReads,
+    ...(opts.logger === undefined ? {} : { logger: opts.logger }),
   });
   await app.ready();
   let n = 0;
