@@ -7,9 +7,7 @@
  *
  * See docs/benchmarks.md for what is measured and how to read the results.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +22,7 @@ import {
   type BackendName,
 } from './lib/backend.ts';
 import { memoryAt, queryAt, vocabularySize } from './lib/corpus.ts';
+import { gitCommit, machine, resultFileName } from './lib/facts.ts';
 import { postJson, progress, runPool } from './lib/load.ts';
 import { markdownTable, round, summarize, table, type LatencySummary } from './lib/stats.ts';
 
@@ -382,31 +381,6 @@ async function benchBackend(name: BackendName, opts: Options): Promise<BackendRe
   }
 }
 
-/** HEAD, with `+dirty` when src/ or migrations/ differ from it (the numbers then belong to uncommitted code). */
-function gitCommit(): string | undefined {
-  try {
-    const git = (...args: string[]) => execFileSync('git', args, { encoding: 'utf8', stdio: 'pipe' }).trim();
-    const dirty = git('status', '--porcelain', '--', 'src', 'migrations') !== '';
-    return `${git('rev-parse', '--short', 'HEAD')}${dirty ? '+dirty' : ''}`;
-  } catch {
-    return undefined;
-  }
-}
-
-function machine() {
-  const cpus = os.cpus();
-  return {
-    cpus: cpus.length,
-    cpuModel: cpus[0]?.model.trim(),
-    totalMemBytes: os.totalmem(),
-    totalMemGiB: round(os.totalmem() / 2 ** 30, 1),
-    node: process.version,
-    platform: os.platform(),
-    release: os.release(),
-    arch: os.arch(),
-  };
-}
-
 async function main(): Promise<number> {
   const opts = parseOptions(process.argv.slice(2));
   if (opts.help) {
@@ -459,7 +433,7 @@ async function main(): Promise<number> {
 
   const finishedAt = new Date();
   mkdirSync(opts.out, { recursive: true });
-  const file = path.join(opts.out, `search-${startedAt.toISOString().replaceAll(':', '-').replace(/\..+$/, '')}.json`);
+  const file = path.join(opts.out, resultFileName('search', startedAt));
   const { help: _help, markdown: _md, out: _out, ...recorded } = opts;
   writeFileSync(
     file,

@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { SignJWT, base64url, calculateJwkThumbprint, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { LocalCache } from '../storage/local/local-cache.ts';
+import { ValkeyCache } from '../storage/valkey/valkey-cache.ts';
 import { AuthError } from './auth-error.ts';
 import { DpopVerifier, type DpopProofInput, type DpopVerifierOptions } from './dpop.ts';
 
@@ -229,6 +230,19 @@ describe(DpopVerifier.name, () => {
       const value = await proof(es256);
       await verifier.verify(input(value));
       await expectInvalidProof(verifier.verify(input(value)), 'replayed jti');
+    });
+
+    it('fails closed with UNAVAILABLE when the replay cache is unreachable', async () => {
+      // A real Valkey client aimed at a port where nothing listens.
+      const down = new ValkeyCache('redis://127.0.0.1:1', { commandTimeoutMs: 200 });
+      try {
+        const err = await make({ replayCache: down })
+          .verify(input(await proof(es256)))
+          .catch((e: unknown) => e);
+        expect(err).toMatchObject({ code: 'UNAVAILABLE', message: 'The DPoP replay cache is unavailable' });
+      } finally {
+        await down.close();
+      }
     });
 
     it('does not burn the jti of a refused proof', async () => {

@@ -11,6 +11,7 @@ import {
   type ProtectedHeaderParameters,
 } from 'jose';
 import type { Cache } from '../ports/cache.ts';
+import { errors } from '../errors.ts';
 import { authErrors } from './auth-error.ts';
 
 /** How a `DpopVerifier` checks proofs. Only `replayCache` is required. */
@@ -163,11 +164,16 @@ export class DpopVerifier {
 
     // Last, so that a proof refused above does not burn its jti. A proof stays
     // acceptable from iat - window to iat + window, so remember it that long.
-    const stored = await this.replayCache.setIfAbsent(
-      `${this.replayKeyPrefix}${jkt}:${jti}`,
-      Buffer.from('1'),
-      2 * this.iatWindowSeconds + REPLAY_TTL_SLACK_SECONDS,
-    );
+    // Fail closed: without the replay cache a proof cannot be shown to be fresh (503, not 500).
+    const stored = await this.replayCache
+      .setIfAbsent(
+        `${this.replayKeyPrefix}${jkt}:${jti}`,
+        Buffer.from('1'),
+        2 * this.iatWindowSeconds + REPLAY_TTL_SLACK_SECONDS,
+      )
+      .catch((e: unknown) => {
+        throw errors.unavailable('The DPoP replay cache', e);
+      });
     if (!stored) throw authErrors.invalidDpopProof('replayed jti');
 
     return { jkt, jti, iat };

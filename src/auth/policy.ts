@@ -15,12 +15,16 @@ export const ROLE_SCOPES: Readonly<Record<Role, readonly Scope[]>> = {
 };
 
 /**
- * What a token may do. With roles and scopes both present, the token's scopes
- * narrow what the roles allow (a delegated token never exceeds its user);
- * with only one of them, that one decides. Unknown names are ignored.
+ * What a token may do. With roles and Engram scopes both present, the token's
+ * scopes narrow what the roles allow (a delegated token never exceeds its
+ * user); with only one of them, that one decides. Scope values that are not
+ * Engram scopes (`openid profile email`, typical of IdPs not configured with
+ * Engram's scopes) are ignored, and a scope claim holding none of ours leaves
+ * the decision to the roles — the audience check already bound the token to us.
  */
 export function effectiveScopes(tokenScopes: readonly string[] | undefined, roles: readonly Role[]): Set<Scope> {
-  const granted = tokenScopes?.filter(isScope);
+  const ours = tokenScopes?.filter(isScope);
+  const granted = ours !== undefined && ours.length > 0 ? ours : undefined;
   if (roles.length === 0) return new Set(granted ?? []);
   const byRole = new Set(roles.flatMap((r) => ROLE_SCOPES[r]));
   return granted === undefined ? byRole : new Set(granted.filter((s) => byRole.has(s)));

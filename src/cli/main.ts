@@ -10,7 +10,7 @@ import { startServer } from '../main.ts';
 import { DataDirLock, readLock } from '../storage/local/data-dir-lock.ts';
 import { openDatabase } from '../storage/postgres/database.ts';
 import { Migrator, migrationLabel } from '../storage/postgres/migrator.ts';
-import { withTarget, type Target } from './target.ts';
+import { auditCli, withStore, withTarget, type Target } from './target.ts';
 
 const out = (s: string): void => {
   process.stdout.write(`${s}\n`);
@@ -153,7 +153,10 @@ export function buildCli(): Command {
             ? await t.call<{ key: unknown; secret: string }>('POST', '/v1/keys', { name: o.name, scopes, expiresAt })
             : await t.engram.apiKeys
                 .create(t.ctx.orgId, { name: o.name, scopes: scopes as Scope[] | undefined, expiresAt })
-                .then((i) => ({ key: presentApiKey(i.key), secret: i.secret }));
+                .then(async (i) => {
+                  await auditCli(t.engram, t.ctx.orgId, 'api_key.create', i.key.id);
+                  return { key: presentApiKey(i.key), secret: i.secret };
+                });
         json(r.key);
         out(`\nsecret (shown once): ${r.secret}`);
       });
@@ -180,7 +183,12 @@ export function buildCli(): Command {
         json(
           t.kind === 'http'
             ? await t.call('DELETE', `/v1/keys/${encodeURIComponent(id)}`)
-            : presentApiKey(await t.engram.apiKeys.revoke(t.ctx, id)),
+            : presentApiKey(
+                await t.engram.apiKeys.revoke(t.ctx, id).then(async (k) => {
+                  await auditCli(t.engram, t.ctx.orgId, 'api_key.revoke', k.id);
+                  return k;
+                }),
+              ),
         );
       }),
     );
@@ -206,9 +214,10 @@ export function buildCli(): Command {
           json(
             t.kind === 'http'
               ? await t.call('POST', '/v1/memories', body)
-              : await t.engram.memories
-                  .remember(t.ctx, body)
-                  .then((r) => ({ ...presentMemory(r.memory), deduplicated: !r.created })),
+              : await t.engram.memories.remember(t.ctx, body).then(async (r) => {
+                  await auditCli(t.engram, t.ctx.orgId, 'memory.create', r.memory.id);
+                  return { ...presentMemory(r.memory), deduplicated: !r.created };
+                }),
           );
         });
       },
@@ -291,8 +300,114 @@ export function buildCli(): Command {
     .action(async (id: string, o: { org: string }) =>
       onTarget(o.org, async (t) => {
         if (t.kind === 'http') await t.call('DELETE', `/v1/memories/${encodeURIComponent(id)}`);
-        else await t.engram.memories.forget(t.ctx, id);
+        else {
+          await t.engram.memories.forget(t.ctx, id);
+          await auditCli(t.engram, t.ctx.orgId, 'memory.delete', id);
+        }
         out(`deleted ${id}`);
+      }),
+    );
+
+  const audit = program.command('audit').description('The tamper-evident audit log');
+  audit
+    .command('verify')
+    .description(
+      'Recompute the hash chains: every org’s and the system chain (directly), or your org’s (through a running server)',
+    )
+    .action(async () => {
+      const cfg = config();
+      const report = (
+        v: { chainId: string; entries: number; ok: boolean; problems: readonly string[] },
+        label: string,
+      ) => {
+        out(`${v.ok ? 'ok     ' : 'BROKEN '} ${label.padEnd(40)} ${v.entries} entries`);
+        for (const p of v.problems) out(`         - ${p}`);
+        if (!v.ok) process.exitCode = 1;
+      };
+      const remote = cfg.serverUrlExplicit || (cfg.store.kind === 'pglite' && readLock(cfg.dataDir)?.url != null);
+      if (remote) {
+        return withTarget(cfg, 'default', async (t) => {
+          if (t.kind !== 'http') return;
+          const v = await t.call<{ chainId: string; entries: number; ok: boolean; problems: string[] }>(
+            'GET',
+            '/v1/audit/verify',
+          );
+          report(v, `org ${v.chainId}`);
+        });
+      }
+      await withStore(cfg, 'audit verify', async (engram) => {
+        const orgs = new Map((await engram.orgs.list()).map((o) => [o.id, o.slug]));
+        const chains = await engram.audit.verifyAll();
+        if (chains.length === 0) out('no audit entries yet');
+        for (const v of chains) report(v, v.orgId === null ? 'system' : `org ${orgs.get(v.orgId) ?? v.orgId}`);
+      });
+    });
+  audit
+    .command('list')
+    .description('Recent audit entries of your org, newest first')
+    .option('--action <action>', 'e.g. memory.delete')
+    .addOption(new Option('--outcome <outcome>').choices(['success', 'denied', 'failure', 'error']))
+    .option('--limit <n>', 'how many', '20')
+    .addOption(orgOpt)
+    .action(
+      async (o: {
+        action?: string;
+        outcome?: 'success' | 'denied' | 'failure' | 'error';
+        limit: string;
+        org: string;
+      }) =>
+        onTarget(o.org, async (t) => {
+          if (t.kind === 'http') {
+            const qs = new URLSearchParams({ limit: o.limit });
+            if (o.action !== undefined) qs.set('action', o.action);
+            if (o.outcome !== undefined) qs.set('outcome', o.outcome);
+            return json(await t.call('GET', `/v1/audit?${qs.toString()}`));
+          }
+          const page = await t.engram.audit.list(
+            t.ctx,
+            { action: o.action, outcome: o.outcome },
+            Number(o.limit),
+            null,
+          );
+          json(page);
+        }),
+    );
+
+  const orgs = program
+    .command('orgs')
+    .description('Orgs (tenants) and their home regions — operator commands that open the store directly');
+  orgs
+    .command('list')
+    .description('List orgs with their regions')
+    .action(async () =>
+      withStore(config(), 'orgs list', async (engram) => {
+        for (const org of await engram.orgs.list()) out(`${org.slug.padEnd(32)} ${org.region.padEnd(16)} ${org.id}`);
+      }),
+    );
+  orgs
+    .command('create <slug>')
+    .description('Create an org and print an admin API key for it (shown once)')
+    .option('--name <name>', 'display name (default: the slug)')
+    .option('--region <region>', 'home region (default: ENGRAM_REGION)')
+    .action(async (slug: string, o: { name?: string; region?: string }) =>
+      withStore(config(), 'orgs create', async (engram) => {
+        const org = await engram.orgs.create({ slug, name: o.name, region: o.region });
+        const key = await engram.apiKeys.create(org.id, { name: 'admin (orgs create)' });
+        await auditCli(engram, org.id, 'org.create', org.id);
+        await auditCli(engram, org.id, 'api_key.create', key.key.id);
+        json({ ...org, createdAt: org.createdAt.toISOString() });
+        out(`\nadmin key (shown once): ${key.secret}`);
+      }),
+    );
+  orgs
+    .command('set-region <slug> <region>')
+    .description('Move an org’s home region (after its data has moved); instances of other regions then refuse it')
+    .action(async (slug: string, region: string) =>
+      withStore(config(), 'orgs set-region', async (engram) => {
+        const org = await engram.orgs.setRegion(slug, region);
+        // The org now lives elsewhere: the move is recorded on the system chain.
+        await auditCli(engram, null, 'org.set_region', org.id);
+        out(`${org.slug} now lives in ${org.region}`);
       }),
     );
 

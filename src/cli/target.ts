@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import type { Config } from '../config/config.ts';
@@ -60,6 +61,56 @@ export function httpTarget(url: string, key: string | undefined): Target {
       return json as T;
     },
   };
+}
+
+/**
+ * Audits a change a CLI command made directly on the store (through a server,
+ * the server audits it). The actor is the operator's OS user.
+ */
+export async function auditCli(
+  engram: Engram,
+  orgId: string | null,
+  action: string,
+  resourceId: string | null,
+): Promise<void> {
+  await engram.audit.record({
+    orgId,
+    actorType: 'system',
+    actorId: `cli:${userInfo().username}`,
+    authMethod: 'system',
+    action,
+    resourceType: action.split('.')[0] ?? null,
+    resourceId,
+    outcome: 'success',
+    status: null,
+    ip: null,
+    userAgent: 'engram-cli',
+    requestId: null,
+    details: {},
+  });
+}
+
+/**
+ * Operator commands that need the store itself (orgs, audit of every chain):
+ * they open it directly, so on the embedded store the server must be stopped.
+ */
+export async function withStore(config: Config, what: string, fn: (engram: Engram) => Promise<void>): Promise<void> {
+  if (config.store.kind === 'pglite') {
+    const holder = readLock(config.dataDir);
+    if (holder !== undefined) {
+      throw new AppError(
+        'STORE_LOCKED',
+        `${what} needs the store itself, and the server (pid ${holder.pid}) holds ${config.dataDir}. Stop it first, or use PostgreSQL.`,
+      );
+    }
+  }
+  const log = pino({ level: 'warn' }, pino.destination(2));
+  const engram = await openEngram(config, { log });
+  try {
+    await fn(engram);
+  } finally {
+    await engram.close();
+  }
 }
 
 export async function withTarget(config: Config, orgSlug: string, fn: (t: Target) => Promise<void>): Promise<void> {

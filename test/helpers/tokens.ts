@@ -78,7 +78,14 @@ export async function mintToken(key: SigningKey, o: TokenOptions = {}): Promise<
 
 export interface DpopClient {
   readonly jkt: string;
-  proof(o: { htm: string; htu: string; accessToken?: string; iat?: number; jti?: string; nonce?: string }): Promise<string>;
+  proof(o: {
+    htm: string;
+    htu: string;
+    accessToken?: string;
+    iat?: number;
+    jti?: string;
+    nonce?: string;
+  }): Promise<string>;
 }
 
 export async function dpopClient(alg: 'ES256' | 'EdDSA' = 'ES256'): Promise<DpopClient> {
@@ -91,9 +98,7 @@ export async function dpopClient(alg: 'ES256' | 'EdDSA' = 'ES256'): Promise<Dpop
         htm: o.htm,
         htu: o.htu,
         jti: o.jti ?? randomUUID(),
-        ...(o.accessToken === undefined
-          ? {}
-          : { ath: createHash('sha256').update(o.accessToken).digest('base64url') }),
+        ...(o.accessToken === undefined ? {} : { ath: createHash('sha256').update(o.accessToken).digest('base64url') }),
         ...(o.nonce === undefined ? {} : { nonce: o.nonce }),
       })
         .setProtectedHeader({ typ: 'dpop+jwt', alg, jwk })

@@ -95,7 +95,14 @@ describe(`engram CLI (${backend})`, () => {
     expect(key.code, key.stderr).toBe(0);
     expect(key.stdout).toMatch(/secret \(shown once\): egm_/);
 
+    const remoteVerify = await run(['audit', 'verify']);
+    expect(remoteVerify.code, remoteVerify.stderr).toBe(0);
+    expect(remoteVerify.stdout).toMatch(/^ok\s+org \S+\s+\d+ entries/m);
+
     if (backend === 'pglite') {
+      const orgsUnder = await run(['orgs', 'list']);
+      expect(orgsUnder.code).toBe(1);
+      expect(orgsUnder.stderr).toMatch(/STORE_LOCKED: orgs list needs the store itself/);
       const mig = await run(['migrate', 'status']);
       expect(mig.code).toBe(1);
       expect(mig.stderr).toMatch(/STORE_LOCKED: The server \(pid \d+\) is using/);
@@ -121,5 +128,24 @@ describe(`engram CLI (${backend})`, () => {
     const gone = await run(['memories', 'get', id]);
     expect(gone.code).toBe(1);
     expect(gone.stderr).toContain('MEMORY_NOT_FOUND');
+
+    const created = await run(['orgs', 'create', 'acme', '--region', 'eu-west']);
+    expect(created.code, created.stderr).toBe(0);
+    expect(created.stdout).toMatch(/admin key \(shown once\): egm_/);
+    expect((await run(['orgs', 'list'])).stdout).toMatch(/^acme\s+eu-west\s+[0-9a-f-]{36}$/m);
+    expect((await run(['orgs', 'set-region', 'acme', 'us-east'])).stdout).toContain('acme now lives in us-east');
+    const dup = await run(['orgs', 'create', 'acme']);
+    expect(dup.code).toBe(1);
+    expect(dup.stderr).toContain('CONFLICT');
+
+    const listed = await run(['audit', 'list', '--action', 'memory.delete']);
+    expect(listed.code, listed.stderr).toBe(0);
+    // Done directly on the store, the delete is audited with the operator as actor.
+    expect((JSON.parse(listed.stdout) as { items: Array<{ resourceId: string; actorId: string }> }).items).toEqual([
+      expect.objectContaining({ resourceId: id, actorId: expect.stringMatching(/^cli:/) }),
+    ]);
+    const verifyAll = await run(['audit', 'verify']);
+    expect(verifyAll.code, verifyAll.stdout).toBe(0);
+    expect(verifyAll.stdout).toMatch(/^ok\s+org default\s+\d+ entries/m);
   });
 });
