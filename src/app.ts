@@ -21,6 +21,7 @@ import { installAuth } from './http/plugins/auth.ts';
 import { DOCS_CSP, registerSecurity } from './http/plugins/security.ts';
 import { auditRoutes } from './http/routes/audit.routes.ts';
 import { healthRoutes } from './http/routes/health.routes.ts';
+import { mcpRoutes, type McpRouteDeps } from './http/routes/mcp.routes.ts';
 import { keyRoutes } from './http/routes/keys.routes.ts';
 import { memoryRoutes } from './http/routes/memories.routes.ts';
 import './http/types.ts';
@@ -38,6 +39,8 @@ export interface AppDeps {
   /** External base URL (PUBLIC_URL), for DPoP `htu` behind a proxy. */
   readonly publicUrl?: string | undefined;
   readonly auditReads?: boolean;
+  /** MCP over HTTP (Streamable HTTP, legacy SSE, RFC 9728 metadata); omitted: no MCP endpoints. */
+  readonly mcp?: McpRouteDeps | undefined;
   /** A pino logger; omitted in tests for silence. */
   readonly logger?: FastifyBaseLogger;
   readonly version?: string;
@@ -72,11 +75,17 @@ export function guardRouteScopes(app: FastifyInstance): RouteInfo[] {
       route.config?.public === true ||
       PUBLIC_PREFIXES.some((p) => route.url.startsWith(p)) ||
       [route.method].flat().every((m) => m === 'OPTIONS');
-    if (!isPublic && route.config?.scope === undefined) {
+    const authenticatedOnly = route.config?.authenticated === true;
+    if (!isPublic && route.config?.scope === undefined && !authenticatedOnly) {
       throw new Error(`Route ${String(route.method)} ${route.url} declares no scope and is not public`);
     }
     for (const method of [route.method].flat()) {
-      routes.push({ method, url: route.url, scope: route.config?.scope, public: isPublic });
+      routes.push({
+        method,
+        url: route.url,
+        scope: route.config?.scope ?? (authenticatedOnly ? 'authenticated' : undefined),
+        public: isPublic,
+      });
     }
   });
   return routes;
@@ -204,6 +213,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(memoryRoutes({ memories: deps.memories, search: deps.search }));
   await app.register(keyRoutes({ apiKeys: deps.apiKeys }));
   await app.register(auditRoutes({ audit: deps.audit }));
+  if (deps.mcp !== undefined) await app.register(mcpRoutes(deps.mcp));
   return app;
 }
 

@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'MEMORY_NOT_FOUND'
   | 'API_KEY_NOT_FOUND'
   | 'ORG_NOT_FOUND'
+  | 'ENTITY_NOT_FOUND'
   | 'CONFLICT'
   | 'PAYLOAD_TOO_LARGE'
   | 'UNSUPPORTED_MEDIA_TYPE'
@@ -60,6 +61,9 @@ export const errors = {
       `No ${kind} with id ${id}`,
       { details: { id } },
     ),
+  /** A knowledge-graph entity, by name; the message is the official MCP memory server's. */
+  entityNotFound: (name: string) =>
+    new AppError('ENTITY_NOT_FOUND', `Entity with name ${name} not found`, { details: { name } }),
   conflict: (message: string, details?: unknown) => new AppError('CONFLICT', message, { details }),
   dimensionMismatch: (model: string, expected: number, got: number) =>
     new AppError(

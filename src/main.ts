@@ -2,11 +2,13 @@ import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import { randomBytes } from 'node:crypto';
-import { buildApp } from './app.ts';
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { buildApp, type AppDeps } from './app.ts';
 import { Authenticator } from './auth/authenticator.ts';
 import { DpopVerifier } from './auth/dpop.ts';
 import { JwtVerifier } from './auth/jwt-verifier.ts';
 import { AuditService } from './domain/audit/audit.service.ts';
+import { GraphService } from './domain/graph/graph.service.ts';
 import { OrgService } from './domain/tenancy/org.service.ts';
 import { redactedSummary, type Config } from './config/config.ts';
 import { MemoryService } from './domain/memory/memory.service.ts';
@@ -15,6 +17,10 @@ import { SearchService } from './domain/search/search.service.ts';
 import { ApiKeyService } from './domain/tenancy/api-key.service.ts';
 import { createEmbedder } from './embed/create-embedder.ts';
 import { ResilientEmbedder } from './embed/resilient-embedder.ts';
+import type { RequestContext } from './domain/tenancy/tenancy.types.ts';
+import { createMcpServer, type McpLog, type McpOrigin } from './mcp/server.ts';
+import { graphTools } from './mcp/tools/graph.tools.ts';
+import { memoryTools } from './mcp/tools/memory.tools.ts';
 import { Health } from './ops/health.ts';
 import type { Cache } from './ports/cache.ts';
 import { DataDirLock } from './storage/local/data-dir-lock.ts';
@@ -38,6 +44,7 @@ export interface Engram {
   readonly cache: Cache;
   readonly embedder: ResilientEmbedder;
   readonly memories: MemoryService;
+  readonly graph: GraphService;
   readonly search: SearchService;
   readonly apiKeys: ApiKeyService;
   readonly orgs: OrgService;
@@ -127,6 +134,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
     const onEmbedError = (e: unknown) =>
       log.warn({ err: (e as Error).message }, 'embedding failed; vector signal degraded');
     const memories = new MemoryService({ tenantDb, embedder, limits: config.limits, onEmbedError });
+    const graph = new GraphService({ tenantDb, embedder, onEmbedError });
     const search = new SearchService({ tenantDb, system, embedder, limits: config.limits, onEmbedError });
     const apiKeys = new ApiKeyService({ tenantDb, system });
     const orgs = new OrgService({ system, residency: config.residency });
@@ -160,6 +168,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       cache,
       embedder,
       memories,
+      graph,
       search,
       apiKeys,
       orgs,
@@ -231,19 +240,7 @@ export async function startServer(config: Config, log: Logger = createLogger(con
     },
   ]);
 
-  const app = await buildApp({
-    memories: engram.memories,
-    search: engram.search,
-    apiKeys,
-    audit: engram.audit,
-    authenticator: engram.authenticator,
-    health,
-    bodyLimit: config.limits.bodyBytes,
-    http: config.http,
-    publicUrl: config.auth.publicUrl,
-    auditReads: config.auditReads,
-    logger: log,
-  });
+  const app = await buildApp(appDeps(engram, health, log));
   const address = await app.listen({ host: config.host, port: config.port });
   const url =
     config.port === 0
@@ -286,5 +283,46 @@ export async function startServer(config: Config, log: Logger = createLogger(con
       await running.catch(() => undefined);
       await engram.close();
     },
+  };
+}
+
+const VERSION = '0.1.0';
+
+/** The MCP face: every tool, and a server factory per authenticated principal. */
+export function mcpServerFactory(engram: Engram, log: McpLog): (ctx: RequestContext, origin: McpOrigin) => McpServer {
+  const tools = [
+    ...memoryTools({ memories: engram.memories, search: engram.search, maxLimit: engram.config.limits.searchLimit }),
+    ...graphTools({ graph: engram.graph }),
+  ];
+  return (ctx, origin) =>
+    createMcpServer(ctx, { tools, memories: engram.memories, audit: engram.audit, log, version: VERSION }, origin);
+}
+
+/** Everything `buildApp` needs from an open Engram (the server and the tests build the same app). */
+export function appDeps(engram: Engram, health: Health, log?: Logger): AppDeps {
+  const { config } = engram;
+  const mcpLog: McpLog = log ?? { error: () => undefined };
+  return {
+    memories: engram.memories,
+    search: engram.search,
+    apiKeys: engram.apiKeys,
+    audit: engram.audit,
+    authenticator: engram.authenticator,
+    health,
+    bodyLimit: config.limits.bodyBytes,
+    http: config.http,
+    publicUrl: config.auth.publicUrl,
+    auditReads: config.auditReads,
+    version: VERSION,
+    mcp: {
+      createServer: mcpServerFactory(engram, mcpLog),
+      config: config.mcp,
+      listenHost: config.host,
+      publicUrl: config.auth.publicUrl,
+      authorizationServers: config.auth.authorizationServers,
+      dpopAlgorithms: engram.authenticator.dpopAlgorithms,
+      dpopRequired: engram.authenticator.requiresDpop,
+    },
+    ...(log === undefined ? {} : { logger: log }),
   };
 }

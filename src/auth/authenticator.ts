@@ -128,11 +128,13 @@ export class Authenticator {
    * `WWW-Authenticate` values for a 401/403: the failing scheme's challenge
    * with its error, plus a bare challenge for the other accepted scheme.
    */
-  challenges(failed: AuthChallenge | undefined): string[] {
+  challenges(failed: AuthChallenge | undefined, resourceMetadata?: string): string[] {
     // Header values are visible ASCII only (RFC 9110 §5.5); quotes and backslashes would break the quoting.
     const quote = (s: string) => `"${s.replace(/…/g, '...').replace(/[^\x20-\x7e]|["\\]/g, '')}"`;
     const render = (c: AuthChallenge) => {
       const params = [`realm="engram"`];
+      // RFC 9728 §5.1: where a client discovers how to get a token for this resource (MCP authorization).
+      if (resourceMetadata !== undefined) params.push(`resource_metadata=${quote(resourceMetadata)}`);
       if (c.scheme === 'DPoP') params.push(`algs=${quote(this.deps.dpop.algorithms.join(' '))}`);
       if (c.error !== undefined) params.push(`error=${quote(c.error)}`);
       if (c.description !== undefined) params.push(`error_description=${quote(c.description)}`);
@@ -146,6 +148,15 @@ export class Authenticator {
       out.push(render({ scheme: other }));
     }
     return out;
+  }
+
+  /** DPoP proof algorithms this server accepts. */
+  get dpopAlgorithms(): readonly string[] {
+    return this.deps.dpop.algorithms;
+  }
+
+  get requiresDpop(): boolean {
+    return this.deps.requireDpop;
   }
 
   /** The nonce to send in `DPoP-Nonce`, when nonces are on. */

@@ -1,4 +1,5 @@
 import { Command, Option } from 'commander';
+import { randomUUID } from 'node:crypto';
 import pino from 'pino';
 import { loadConfig, redactedSummary, type Config } from '../config/config.ts';
 import type { MemoryScope } from '../domain/memory/memory.types.ts';
@@ -6,11 +7,12 @@ import { isScope } from '../domain/tenancy/tenancy.types.ts';
 import type { Scope } from '../domain/tenancy/tenancy.types.ts';
 import { AppError, isAppError } from '../errors.ts';
 import { presentApiKey, presentHit, presentMemory, presentVersion } from '../http/schemas.ts';
-import { startServer } from '../main.ts';
+import { mcpServerFactory, startServer } from '../main.ts';
+import { bridgeStdio, serveStdio } from '../mcp/stdio.ts';
 import { DataDirLock, readLock } from '../storage/local/data-dir-lock.ts';
 import { openDatabase } from '../storage/postgres/database.ts';
 import { Migrator, migrationLabel } from '../storage/postgres/migrator.ts';
-import { auditCli, withStore, withTarget, type Target } from './target.ts';
+import { auditCli, readKey, withStore, withTarget, type Target } from './target.ts';
 
 const out = (s: string): void => {
   process.stdout.write(`${s}\n`);
@@ -307,6 +309,38 @@ export function buildCli(): Command {
         out(`deleted ${id}`);
       }),
     );
+
+  program
+    .command('mcp')
+    .description(
+      'MCP over stdio for local agents (Claude Desktop, Claude Code, Cursor): uses ENGRAM_API_KEY (or <data dir>/admin.key); relays to a running server if one holds the store',
+    )
+    .action(async () => {
+      const cfg = config();
+      const key = readKey(cfg);
+      if (key === undefined) {
+        throw new AppError(
+          'UNAUTHENTICATED',
+          'No API key: set ENGRAM_API_KEY (or ENGRAM_API_KEY_FILE), or start the server once to create <data dir>/admin.key',
+        );
+      }
+      const holder = cfg.store.kind === 'pglite' ? readLock(cfg.dataDir) : undefined;
+      if (cfg.serverUrlExplicit || holder?.url != null) {
+        return bridgeStdio(cfg.serverUrlExplicit ? cfg.serverUrl : (holder?.url ?? cfg.serverUrl), key);
+      }
+      await withStore(cfg, 'mcp', async (engram) => {
+        const ctx = await engram.authenticator.authenticate({
+          authorization: `Bearer ${key}`,
+          dpop: undefined,
+          method: 'POST',
+          url: 'stdio:',
+          requestId: randomUUID(),
+        });
+        const log = pino({ level: cfg.logLevel }, pino.destination(2));
+        const server = mcpServerFactory(engram, log)(ctx, { transport: 'stdio', ip: null, userAgent: 'stdio' });
+        await serveStdio(server);
+      });
+    });
 
   const audit = program.command('audit').description('The tamper-evident audit log');
   audit

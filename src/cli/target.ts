@@ -18,7 +18,7 @@ export type Target =
   | { readonly kind: 'http'; readonly url: string; call<T>(method: string, route: string, body?: unknown): Promise<T> }
   | { readonly kind: 'direct'; readonly engram: Engram; readonly ctx: RequestContext };
 
-function readKey(config: Config): string | undefined {
+export function readKey(config: Config): string | undefined {
   if (config.apiKey !== undefined) return config.apiKey;
   try {
     return readFileSync(path.join(config.dataDir, 'admin.key'), 'utf8').trim();

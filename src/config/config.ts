@@ -97,6 +97,9 @@ const envSchema = z.object({
   REEMBED_INTERVAL_MS: intFrom(30_000, 0, 86_400_000),
   SHUTDOWN_TIMEOUT_MS: intFrom(10_000, 0, 600_000),
   AUTH_ISSUER: z.string().trim().min(1).optional(),
+  AUTH_AUTHORIZATION_SERVERS: list(''),
+  MCP_ALLOWED_ORIGINS: list(''),
+  MCP_ALLOWED_HOSTS: list(''),
   AUTH_AUDIENCE: list(''),
   AUTH_JWKS_URL: optionalUrl(['https:', 'http:']),
   AUTH_JWKS: z.string().min(1).optional(),
@@ -147,6 +150,7 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   readonly auth: AuthConfig;
   readonly http: HttpConfig;
+  readonly mcp: McpConfig;
   /** This instance's home region (new orgs get it) and the regions whose orgs it may serve. */
   readonly residency: { readonly region: string; readonly servedRegions: readonly string[] };
   /** Audit successful reads too (writes, admin actions and every failure are always audited). */
@@ -166,6 +170,15 @@ export interface AuthConfig {
   };
   /** The URL clients use to reach this server (for DPoP `htu` behind a proxy). */
   readonly publicUrl: string | undefined;
+  /** Authorization servers named in the RFC 9728 metadata (default: the JWT issuer). */
+  readonly authorizationServers: readonly string[];
+}
+
+export interface McpConfig {
+  /** Origins allowed to call the MCP endpoints from a browser (DNS-rebinding protection). */
+  readonly allowedOrigins: readonly string[];
+  /** Host headers accepted on the MCP endpoints; empty: loopback names when listening on loopback, else any. */
+  readonly allowedHosts: readonly string[];
 }
 
 export interface JwtConfig {
@@ -375,6 +388,16 @@ export function loadConfig(env: Env = process.env): Config {
         nonceSecret: e.DPOP_NONCE_SECRET,
       }),
       publicUrl: e.PUBLIC_URL?.replace(/\/+$/, ''),
+      authorizationServers:
+        e.AUTH_AUTHORIZATION_SERVERS.length > 0
+          ? e.AUTH_AUTHORIZATION_SERVERS
+          : e.AUTH_ISSUER !== undefined
+            ? [e.AUTH_ISSUER]
+            : [],
+    }),
+    mcp: Object.freeze({
+      allowedOrigins: [...e.MCP_ALLOWED_ORIGINS, ...e.CORS_ORIGINS],
+      allowedHosts: e.MCP_ALLOWED_HOSTS,
     }),
     http: Object.freeze({
       trustProxy: e.TRUST_PROXY,

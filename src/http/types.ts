@@ -8,6 +8,11 @@ declare module 'fastify' {
     scope?: Scope;
     /** Reachable without credentials (health, docs). */
     public?: boolean;
+    /**
+     * Any verified principal may call it; finer checks happen inside (MCP: per
+     * tool scopes; /v1/me). An explicit declaration, like a scope.
+     */
+    authenticated?: true;
     /** The audit log's name for what this route does, e.g. `memory.create`. */
     action?: string;
     /**

@@ -8,6 +8,7 @@ import type {
 } from '../domain/memory/memory.types.ts';
 import type { RankedMemory } from '../domain/search/search.types.ts';
 import type { AuditEntry, AuditFilter, AuditHead } from '../domain/audit/audit.types.ts';
+import type { Relation } from '../domain/graph/graph.types.ts';
 import type { ApiKey, Org, Scope } from '../domain/tenancy/tenancy.types.ts';
 
 /**
@@ -24,6 +25,7 @@ export interface TenantStores {
   readonly memories: MemoryStore;
   readonly apiKeys: ApiKeyStore;
   readonly audit: AuditStore;
+  readonly graph: GraphStore;
 }
 
 /**
@@ -100,6 +102,115 @@ export interface MemoryStore {
   ): Promise<Array<{ id: string; content: string; contentHash: string }>>;
   searchLexical(q: LexicalQuery): Promise<RankedMemory[]>;
   searchVector(q: VectorQuery): Promise<RankedMemory[]>;
+}
+
+/** A stored graph entity with its observations in insertion order. */
+export interface GraphEntityRecord {
+  readonly id: string;
+  readonly name: string;
+  readonly entityType: string;
+  readonly observations: string[];
+}
+
+export interface NewGraphEntity {
+  /** UUIDv7: entities are listed in id order, i.e. in creation order. */
+  readonly id: string;
+  readonly name: string;
+  readonly entityType: string;
+  /** Already deduplicated, in order. */
+  readonly observations: readonly string[];
+}
+
+/** An entity whose vector is missing or stale, with the text it is computed from. */
+export interface GraphEmbeddingTask extends GraphEntityRecord {
+  /** The content revision the text belongs to. */
+  readonly revision: number;
+}
+
+export interface GraphEmbeddingRow {
+  readonly id: string;
+  readonly revision: number;
+  readonly model: string;
+  readonly vector: Float32Array;
+}
+
+export interface GraphRelationIds {
+  readonly fromId: string;
+  readonly toId: string;
+  readonly relationType: string;
+}
+
+/** A candidate from one search signal: higher score is better. */
+export interface RankedEntityId {
+  readonly id: string;
+  readonly score: number;
+}
+
+/**
+ * The knowledge graph inside one org. Every method but `insertEntities` works
+ * in one scope, named by its canonical `scopeKey`. Names are matched exactly.
+ *
+ * Concurrency contract: inserts skip what exists (never fail on a duplicate,
+ * never lose a concurrent write) and rows are locked in id order, so
+ * concurrent transactions wait for each other instead of deadlocking.
+ */
+export interface GraphStore {
+  /** Inserts the entities whose name is new in the scope, with their observations; returns the ids created. */
+  insertEntities(scope: MemoryScope, scopeKey: string, rows: readonly NewGraphEntity[]): Promise<string[]>;
+  /**
+   * Finds the named entities and locks them until the transaction ends, so
+   * they cannot be deleted and their observations and outgoing relations
+   * change in one transaction at a time. Before writing observations or
+   * relations, lock every entity involved in this one call.
+   */
+  lockEntities(scopeKey: string, names: readonly string[]): Promise<Array<{ id: string; name: string }>>;
+  /**
+   * Adds observations an entity does not have yet (in the given order) and
+   * bumps the revision of the entities that changed. Returns what was added.
+   */
+  insertObservations(
+    rows: ReadonlyArray<{ entityId: string; content: string }>,
+  ): Promise<Array<{ entityId: string; content: string }>>;
+  /** Deletes observations and bumps the revision of the entities that changed; returns their ids. */
+  deleteObservations(rows: ReadonlyArray<{ entityId: string; content: string }>): Promise<string[]>;
+  /** Deletes the named entities (with their observations and relations); returns how many. */
+  deleteEntities(scopeKey: string, names: readonly string[]): Promise<number>;
+  /** Inserts relations not present yet; returns those inserted. */
+  insertRelations(scopeKey: string, rows: readonly GraphRelationIds[]): Promise<GraphRelationIds[]>;
+  /** Deletes relations given by endpoint names; returns how many. */
+  deleteRelations(scopeKey: string, rows: readonly Relation[]): Promise<number>;
+  /** Entities by name or id, in id order. */
+  findEntities(
+    scopeKey: string,
+    by: { names: readonly string[] } | { ids: readonly string[] },
+  ): Promise<GraphEntityRecord[]>;
+  /** Up to `limit` entities after `afterId`, in id order. */
+  findEntityPage(scopeKey: string, limit: number, afterId: string | null): Promise<GraphEntityRecord[]>;
+  /**
+   * Relations, by endpoint names, in creation order: `from` those whose source
+   * is one of `ids`; `touching` those with at least one end in `ids`.
+   */
+  findRelations(ids: readonly string[], mode: 'from' | 'touching'): Promise<Relation[]>;
+  /**
+   * Entities matching the text as a case-insensitive substring of name, type
+   * or an observation, or any of the full-text terms; substring matches first,
+   * then by full-text rank.
+   */
+  searchLexical(
+    scopeKey: string,
+    q: { text: string; terms: readonly string[]; limit: number },
+  ): Promise<RankedEntityId[]>;
+  /** Nearest entities by cosine similarity (score = 1 − cosine distance), exact. */
+  searchVector(scopeKey: string, q: { vector: Float32Array; model: string; limit: number }): Promise<RankedEntityId[]>;
+  /** Entities with no vector of `model` for their current revision; `first` ids come first. */
+  findStaleEmbeddings(
+    scopeKey: string,
+    model: string,
+    limit: number,
+    first: readonly string[],
+  ): Promise<GraphEmbeddingTask[]>;
+  /** Stores vectors, each only if its entity is still at that revision; returns how many. */
+  updateEmbeddings(rows: readonly GraphEmbeddingRow[]): Promise<number>;
 }
 
 export interface ApiKeyStore {

@@ -8,7 +8,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { buildApp } from '../../src/app.ts';
 import { loadConfig, type Config } from '../../src/config/config.ts';
 import { ALL_SCOPES, type RequestContext, type Scope } from '../../src/domain/tenancy/tenancy.types.ts';
-import { openEngram, type Engram } from '../../src/main.ts';
+import { appDeps, openEngram, type Engram } from '../../src/main.ts';
 import { Health } from '../../src/ops/health.ts';
 
 /**
@@ -92,19 +92,7 @@ export async function createTestEngram(
   const config = testConfig({ ...db.env, ...env });
   const engram = await openEngram(config, { log: pino({ level: 'silent' }) });
   const health = new Health([{ name: 'store', check: () => engram.database.ping() }]);
-  const app = await buildApp({
-    memories: engram.memories,
-    search: engram.search,
-    apiKeys: engram.apiKeys,
-    audit: engram.audit,
-    authenticator: engram.authenticator,
-    health,
-    bodyLimit: config.limits.bodyBytes,
-    http: config.http,
-    publicUrl: config.auth.publicUrl,
-    auditReads: config.auditReads,
-    ...(opts.logger === undefined ? {} : { logger: opts.logger }),
-  });
+  const app = await buildApp(appDeps(engram, health, opts.logger as import('pino').Logger | undefined));
   await app.ready();
   let n = 0;
   return {

@@ -64,8 +64,10 @@ describe(`OAuth 2.1 bearer tokens (${backend})`, () => {
     expect(res.json().error.code).toBe('UNAUTHENTICATED');
     const challenge = String(res.headers['www-authenticate']);
     expect(challenge).toMatch(/^Bearer realm="engram"/);
-    expect(challenge).toMatch(/DPoP realm="engram", algs="[^"]*ES256/);
+    expect(challenge).toMatch(/DPoP realm="engram", (resource_metadata="[^"]+", )?algs="[^"]*ES256/);
     expect(challenge).not.toContain('error=');
+    // RFC 9728: the challenge says where to learn how to get a token for this resource.
+    expect(challenge).toContain('resource_metadata="https://engram.test/.well-known/oauth-protected-resource"');
   });
 
   it.each([
@@ -80,7 +82,9 @@ describe(`OAuth 2.1 bearer tokens (${backend})`, () => {
     expect(res.statusCode).toBe(401);
     expect(res.json().error.message).toMatch(message);
     expect(res.json().error.details.oauthError).toBe('invalid_token');
-    expect(String(res.headers['www-authenticate'])).toMatch(/^Bearer realm="engram", error="invalid_token"/);
+    expect(String(res.headers['www-authenticate'])).toMatch(
+      /^Bearer realm="engram", (resource_metadata="[^"]+", )?error="invalid_token"/,
+    );
   });
 
   it('tolerates the configured clock skew on exp', async () => {
@@ -227,7 +231,7 @@ describe(`DPoP-bound tokens (${backend})`, () => {
     expect(res.json().error.message).toMatch(message);
     expect(res.json().error.details.oauthError).toBe('invalid_dpop_proof');
     expect(String(res.headers['www-authenticate'])).toMatch(
-      /^DPoP realm="engram", algs="[^"]+", error="invalid_dpop_proof"/,
+      /^DPoP realm="engram", (resource_metadata="[^"]+", )?algs="[^"]+", error="invalid_dpop_proof"/,
     );
   });
 

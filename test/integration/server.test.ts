@@ -25,7 +25,7 @@ describe(`route inventory (${backend})`, () => {
     const guarded = routes.filter((r) => !r.public);
     expect(guarded.length).toBeGreaterThanOrEqual(10);
     for (const r of guarded) {
-      expect(r.scope, `${r.method} ${r.url}`).toMatch(/^[a-z]+:[a-z]+$/);
+      expect(r.scope, `${r.method} ${r.url}`).toMatch(/^([a-z]+:[a-z]+|authenticated)$/);
       const url = r.url.replace(':id', '01a2013f-67d9-747f-96d4-e8d35187ad10');
       const res = await t.app.inject({
         method: r.method as 'GET',
@@ -37,9 +37,15 @@ describe(`route inventory (${backend})`, () => {
     }
     const publicUrls = routes.filter((r) => r.public).map((r) => r.url);
     expect(publicUrls).toEqual(expect.arrayContaining(['/health/live', '/health/ready', '/openapi.json']));
-    expect(publicUrls.every((u) => u.startsWith('/health/') || u.startsWith('/docs') || u === '/openapi.json')).toBe(
-      true,
-    );
+    expect(
+      publicUrls.every(
+        (u) =>
+          u.startsWith('/health/') ||
+          u.startsWith('/docs') ||
+          u === '/openapi.json' ||
+          u.startsWith('/.well-known/oauth-protected-resource'),
+      ),
+    ).toBe(true);
   });
 
   it('refuses to register a route that declares no scope', async () => {

@@ -41,10 +41,16 @@ export interface AuthPluginDeps {
 const outcomeOf = (status: number): AuditOutcome =>
   status < 400 ? 'success' : status === 403 ? 'denied' : status >= 500 ? 'error' : 'failure';
 
+/** The origin clients use for this server: PUBLIC_URL, else what the request addressed. */
+export const baseUrl = (req: FastifyRequest, publicUrl: string | undefined): string =>
+  publicUrl ?? `${req.protocol}://${req.host}`;
+
 /** The URL the client addressed, for DPoP `htu`. */
-export function requestUrl(req: FastifyRequest, publicUrl: string | undefined): string {
-  return publicUrl !== undefined ? `${publicUrl}${req.url}` : `${req.protocol}://${req.host}${req.url}`;
-}
+export const requestUrl = (req: FastifyRequest, publicUrl: string | undefined): string =>
+  `${baseUrl(req, publicUrl)}${req.url}`;
+
+/** MCP endpoints: Streamable HTTP and the legacy SSE pair. */
+export const isMcpPath = (url: string): boolean => /^\/(mcp|sse|messages)(\/|\?|$)/.test(url);
 
 /**
  * Authentication, authorisation and audit for every route. `onRequest`
@@ -78,7 +84,8 @@ export function installAuth(app: FastifyInstance, deps: AuthPluginDeps): void {
       }
     } catch (e) {
       if (isAuthError(e)) {
-        void reply.header('www-authenticate', deps.authenticator.challenges(e.challenge).join(', '));
+        const metadata = `${baseUrl(req, deps.publicUrl)}/.well-known/oauth-protected-resource${isMcpPath(req.url) ? '/mcp' : ''}`;
+        void reply.header('www-authenticate', deps.authenticator.challenges(e.challenge, metadata).join(', '));
         req.auditInfo.reason = e.message;
         return deps.sendError(reply, req, e.code, e.message, e.details);
       }

@@ -75,7 +75,7 @@ export const keyRoutes =
     app.get(
       '/v1/me',
       {
-        config: { scope: 'memories:read', action: 'auth.whoami' },
+        config: { authenticated: true, action: 'auth.whoami' },
         schema: {
           tags,
           summary: 'Who am I: the org, actor, roles, scopes and auth method behind the presented credentials',

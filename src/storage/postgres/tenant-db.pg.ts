@@ -19,6 +19,7 @@ import type {
 } from '../../ports/tenant-db.ts';
 import { SYSTEM_CHAIN, type AuditEntry, type AuditHead } from '../../domain/audit/audit.types.ts';
 import { PgAuditStore } from './audit-store.pg.ts';
+import { PgGraphStore } from './graph-store.pg.ts';
 import { guard } from './pg-errors.ts';
 import type { ApiKeysTable, DB, MemoriesTable, OrgsTable } from './schema.ts';
 
@@ -48,6 +49,7 @@ export class PgTenantDb implements TenantDb {
           memories: new PgMemoryStore(tx, orgId, this.opts.hasBm25(), this.opts.canActAsSystem),
           apiKeys: new PgApiKeyStore(tx, orgId),
           audit: new PgAuditStore(tx, orgId, orgId),
+          graph: new PgGraphStore(tx, orgId),
         });
       }),
     );
