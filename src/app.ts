@@ -18,14 +18,17 @@ import type { ApiKeyService } from './domain/tenancy/api-key.service.ts';
 import { isAppError, type ErrorCode } from './errors.ts';
 import { STATUS_BY_CODE } from './http/error-status.ts';
 import { installAuth } from './http/plugins/auth.ts';
+import { installHttpMetrics } from './http/plugins/metrics.ts';
 import { DOCS_CSP, registerSecurity } from './http/plugins/security.ts';
 import { auditRoutes } from './http/routes/audit.routes.ts';
 import { healthRoutes } from './http/routes/health.routes.ts';
 import { mcpRoutes, type McpRouteDeps } from './http/routes/mcp.routes.ts';
 import { keyRoutes } from './http/routes/keys.routes.ts';
 import { memoryRoutes } from './http/routes/memories.routes.ts';
+import { metricsRoutes } from './http/routes/metrics.routes.ts';
 import './http/types.ts';
-import type { Health } from './ops/health.ts';
+import type { DependencyHealth, Health } from './ops/health.ts';
+import type { Metrics } from './ops/metrics.ts';
 
 export interface AppDeps {
   readonly memories: MemoryService;
@@ -34,6 +37,12 @@ export interface AppDeps {
   readonly audit: AuditService;
   readonly authenticator: Authenticator;
   readonly health: Health;
+  /** Dependency states for /health/deps; omitted: no such routes. */
+  readonly dependencies?: DependencyHealth | undefined;
+  /** Prometheus metrics; omitted: no /metrics and no HTTP instrumentation. */
+  readonly metrics?: Metrics | undefined;
+  /** Serve /metrics without credentials (METRICS_PUBLIC). */
+  readonly metricsPublic?: boolean;
   readonly bodyLimit: number;
   readonly http: HttpConfig;
   /** External base URL (PUBLIC_URL), for DPoP `htu` behind a proxy. */
@@ -127,6 +136,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.addHook('onRequest', async (req, reply) => {
     void reply.header('x-request-id', req.id);
   });
+  if (deps.metrics !== undefined) installHttpMetrics(app, deps.metrics);
   await registerSecurity(app, deps.http);
   const isPublic = (req: FastifyRequest) =>
     req.routeOptions.url === undefined ||
@@ -209,7 +219,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: true, transformStaticCSP: () => DOCS_CSP });
   app.get('/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
 
-  await app.register(healthRoutes({ health: deps.health }));
+  await app.register(healthRoutes({ health: deps.health, dependencies: deps.dependencies }));
+  if (deps.metrics !== undefined) {
+    await app.register(metricsRoutes({ metrics: deps.metrics, public: deps.metricsPublic ?? false }));
+  }
   await app.register(memoryRoutes({ memories: deps.memories, search: deps.search }));
   await app.register(keyRoutes({ apiKeys: deps.apiKeys }));
   await app.register(auditRoutes({ audit: deps.audit }));

@@ -21,7 +21,8 @@ import type { RequestContext } from './domain/tenancy/tenancy.types.ts';
 import { createMcpServer, type McpLog, type McpOrigin } from './mcp/server.ts';
 import { graphTools } from './mcp/tools/graph.tools.ts';
 import { memoryTools } from './mcp/tools/memory.tools.ts';
-import { Health } from './ops/health.ts';
+import { DependencyHealth, embedderProbe, Health, pingProbe, type DependencyProbe } from './ops/health.ts';
+import { Metrics } from './ops/metrics.ts';
 import type { Cache } from './ports/cache.ts';
 import { DataDirLock } from './storage/local/data-dir-lock.ts';
 import { LocalCache } from './storage/local/local-cache.ts';
@@ -51,6 +52,8 @@ export interface Engram {
   readonly audit: AuditService;
   readonly authenticator: Authenticator;
   readonly reembed: ReembedService;
+  /** Prometheus series for this instance (its own registry). */
+  readonly metrics: Metrics;
   /** Held while the embedded store is open; undefined on PostgreSQL. */
   readonly lock: DataDirLock | undefined;
   close(): Promise<void>;
@@ -106,14 +109,18 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
     }
     closers.push(() => cache.close());
 
+    const metrics = new Metrics();
+    metrics.watch({ pool: () => database.poolStats() });
     const provider = await createEmbedder(config.embedding, path.join(config.dataDir, 'models'));
     const embedder = new ResilientEmbedder(provider, cache, {
       timeoutMs: config.embedding.timeoutMs,
       retries: config.embedding.retries,
       breakerThreshold: config.embedding.breakerThreshold,
       halfOpenAfterMs: config.embedding.breakerHalfOpenMs,
+      observer: metrics.embedderObserver(),
     });
     closers.push(() => embedder.close());
+    metrics.watch({ breaker: { provider: embedder.provider, state: () => embedder.breakerState } });
 
     const system = new PgSystemStore(database.db, database.adminDb);
     if (await migrator.isCurrent()) {
@@ -138,7 +145,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
     const search = new SearchService({ tenantDb, system, embedder, limits: config.limits, onEmbedError });
     const apiKeys = new ApiKeyService({ tenantDb, system });
     const orgs = new OrgService({ system, residency: config.residency });
-    const audit = new AuditService({ tenantDb, system });
+    const audit = new AuditService({ tenantDb, system, onRecordFailure: () => metrics.auditAppendFailures.inc() });
     const authenticator = new Authenticator({
       apiKeys,
       orgs,
@@ -175,6 +182,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       audit,
       authenticator,
       reembed,
+      metrics,
       lock,
       close: async () => {
         for (const c of closers.reverse()) await c().catch(() => undefined);
@@ -298,6 +306,14 @@ export function mcpServerFactory(engram: Engram, log: McpLog): (ctx: RequestCont
     createMcpServer(ctx, { tools, memories: engram.memories, audit: engram.audit, log, version: VERSION }, origin);
 }
 
+/** Store, Valkey (when configured) and embedder, for /health/deps. */
+export function dependencyHealth(engram: Engram): DependencyHealth {
+  const probes: DependencyProbe[] = [pingProbe('store', () => engram.database.ping())];
+  if (engram.cache.kind === 'valkey') probes.push(pingProbe('valkey', () => engram.cache.ping()));
+  probes.push(embedderProbe(engram.embedder));
+  return new DependencyHealth(probes);
+}
+
 /** Everything `buildApp` needs from an open Engram (the server and the tests build the same app). */
 export function appDeps(engram: Engram, health: Health, log?: Logger): AppDeps {
   const { config } = engram;
@@ -309,6 +325,9 @@ export function appDeps(engram: Engram, health: Health, log?: Logger): AppDeps {
     audit: engram.audit,
     authenticator: engram.authenticator,
     health,
+    dependencies: dependencyHealth(engram),
+    metrics: engram.metrics,
+    metricsPublic: config.metricsPublic,
     bodyLimit: config.limits.bodyBytes,
     http: config.http,
     publicUrl: config.auth.publicUrl,

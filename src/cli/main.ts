@@ -140,7 +140,10 @@ export function buildCli(): Command {
     .command('create')
     .description('Create an API key; its secret is printed once')
     .requiredOption('--name <name>', 'a label, e.g. "ci" or "claude-desktop"')
-    .option('--scopes <list>', 'comma-separated: memories:read,memories:write,admin:keys,audit:read (default: all)')
+    .option(
+      '--scopes <list>',
+      'comma-separated: memories:read,memories:write,admin:keys,audit:read,ops:read (default: all)',
+    )
     .option('--expires-in <duration>', 'e.g. 12h, 90d, 4w')
     .addOption(orgOpt)
     .action(async (o: { name: string; scopes?: string; expiresIn?: string; org: string }) => {

@@ -120,6 +120,13 @@ const envSchema = z.object({
   ENGRAM_REGION: z.string().regex(REGION_RE, 'lowercase letters, digits and - only').default('local'),
   ENGRAM_SERVED_REGIONS: list(''),
   AUDIT_READS: boolFrom(false),
+  RATE_LIMIT_ENABLED: boolFrom(true),
+  RATE_LIMIT_READ_PER_MIN: intFrom(1200, 1, 1_000_000),
+  RATE_LIMIT_WRITE_PER_MIN: intFrom(600, 1, 1_000_000),
+  RATE_LIMIT_SEARCH_PER_MIN: intFrom(600, 1, 1_000_000),
+  RATE_LIMIT_ADMIN_PER_MIN: intFrom(120, 1, 1_000_000),
+  RATE_LIMIT_BURST_SECONDS: intFrom(15, 1, 3600),
+  METRICS_PUBLIC: boolFrom(false),
 });
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -155,6 +162,23 @@ export interface Config {
   readonly residency: { readonly region: string; readonly servedRegions: readonly string[] };
   /** Audit successful reads too (writes, admin actions and every failure are always audited). */
   readonly auditReads: boolean;
+  /**
+   * Token-bucket rate limits per org and route class: `perMinute` is the
+   * sustained rate, the burst is `burstSeconds` of it; orgs may override
+   * `perMinute` in `org_quotas`.
+   */
+  readonly rateLimit: {
+    readonly enabled: boolean;
+    readonly perMinute: {
+      readonly read: number;
+      readonly write: number;
+      readonly search: number;
+      readonly admin: number;
+    };
+    readonly burstSeconds: number;
+  };
+  /** Serve GET /metrics without credentials (else it needs the `ops:read` scope). */
+  readonly metricsPublic: boolean;
 }
 
 export interface AuthConfig {
@@ -409,6 +433,17 @@ export function loadConfig(env: Env = process.env): Config {
       servedRegions: e.ENGRAM_SERVED_REGIONS.length > 0 ? e.ENGRAM_SERVED_REGIONS : [e.ENGRAM_REGION],
     }),
     auditReads: e.AUDIT_READS,
+    rateLimit: Object.freeze({
+      enabled: e.RATE_LIMIT_ENABLED,
+      perMinute: Object.freeze({
+        read: e.RATE_LIMIT_READ_PER_MIN,
+        write: e.RATE_LIMIT_WRITE_PER_MIN,
+        search: e.RATE_LIMIT_SEARCH_PER_MIN,
+        admin: e.RATE_LIMIT_ADMIN_PER_MIN,
+      }),
+      burstSeconds: e.RATE_LIMIT_BURST_SECONDS,
+    }),
+    metricsPublic: e.METRICS_PUBLIC,
   });
 }
 

@@ -23,6 +23,23 @@ export interface ResilienceOptions {
   readonly breakerThreshold: number;
   readonly halfOpenAfterMs: number;
   readonly cacheTtlSeconds?: number;
+  /** Told about cache lookups and provider batches (metrics); must not throw. */
+  readonly observer?: EmbedderObserver | undefined;
+}
+
+/** Hooks for instrumentation, so the embedder stays free of any metrics library. */
+export interface EmbedderObserver {
+  cacheLookups?(hits: number, misses: number): void;
+  batch?(size: number): void;
+}
+
+/** The outcome of the most recent provider calls, for health reports that must not call a paid API. */
+export interface EmbedderActivity {
+  readonly lastSuccessAt: Date | undefined;
+  readonly lastFailureAt: Date | undefined;
+  readonly lastError: string | undefined;
+  /** Duration of the last provider call (successful or not), in ms. */
+  readonly lastLatencyMs: number | undefined;
 }
 
 export type BreakerState = 'closed' | 'open' | 'half-open' | 'isolated';
@@ -41,7 +58,14 @@ export class ResilientEmbedder implements Embedder {
   private readonly breaker: CircuitBreakerPolicy;
   private readonly policy: IPolicy;
   private readonly ttl: number;
+  private readonly observer: EmbedderObserver | undefined;
   readonly stats = { cacheHits: 0, cacheMisses: 0, batches: 0 };
+  private last: EmbedderActivity = {
+    lastSuccessAt: undefined,
+    lastFailureAt: undefined,
+    lastError: undefined,
+    lastLatencyMs: undefined,
+  };
 
   constructor(
     private readonly inner: Embedder,
@@ -52,6 +76,7 @@ export class ResilientEmbedder implements Embedder {
     this.model = inner.model;
     this.dimension = inner.dimension;
     this.ttl = opts.cacheTtlSeconds ?? 7 * 24 * 3600;
+    this.observer = opts.observer;
     // A wrong dimension is a configuration error, not an outage: it must not open the circuit.
     this.breaker = circuitBreaker(
       handleWhen((e) => !(e instanceof AppError && e.code === 'EMBEDDING_DIMENSION_MISMATCH')),
@@ -81,6 +106,11 @@ export class ResilientEmbedder implements Embedder {
     }
   }
 
+  /** When the provider last answered or failed; read by /health/deps instead of probing the provider. */
+  get activity(): EmbedderActivity {
+    return this.last;
+  }
+
   async embed(texts: readonly string[]): Promise<Float32Array[]> {
     const inputs = texts.map((t) => (t.length > EMBED_MAX_CHARS ? t.slice(0, EMBED_MAX_CHARS) : t));
     const keys = inputs.map((t) => `emb:${this.model}:${createHash('sha256').update(t).digest('base64url')}`);
@@ -93,6 +123,7 @@ export class ResilientEmbedder implements Embedder {
     const missing = out.flatMap((v, i) => (v === undefined ? [i] : []));
     this.stats.cacheHits += inputs.length - missing.length;
     this.stats.cacheMisses += missing.length;
+    this.observer?.cacheLookups?.(inputs.length - missing.length, missing.length);
     for (let start = 0; start < missing.length; start += EMBED_MAX_BATCH) {
       const idx = missing.slice(start, start + EMBED_MAX_BATCH);
       const vectors = await this.embedBatch(idx.map((i) => inputs[i] ?? ''));
@@ -114,6 +145,24 @@ export class ResilientEmbedder implements Embedder {
 
   private async embedBatch(batch: string[]): Promise<Float32Array[]> {
     this.stats.batches += 1;
+    this.observer?.batch?.(batch.length);
+    const t0 = performance.now();
+    try {
+      const vectors = await this.checked(batch);
+      this.last = { ...this.last, lastSuccessAt: new Date(), lastLatencyMs: performance.now() - t0 };
+      return vectors;
+    } catch (e) {
+      this.last = {
+        ...this.last,
+        lastFailureAt: new Date(),
+        lastError: describe(e),
+        lastLatencyMs: performance.now() - t0,
+      };
+      throw e;
+    }
+  }
+
+  private async checked(batch: string[]): Promise<Float32Array[]> {
     let vectors: Float32Array[];
     try {
       vectors = await this.policy.execute(() => this.inner.embed(batch));
@@ -133,4 +182,11 @@ export class ResilientEmbedder implements Embedder {
   async close(): Promise<void> {
     await this.inner.close?.();
   }
+}
+
+/** The error and its cause, bounded: a provider's body may be long. */
+function describe(e: unknown): string {
+  const err = e as Error;
+  const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
+  return `${err.message}${cause}`.slice(0, 300);
 }

@@ -20,6 +20,8 @@ declare module 'fastify' {
      * `read`: a POST that only reads (search), audited like a GET.
      */
     audit?: 'always' | 'read';
+    /** The rate-limit class, when the default (scope, URL and method) guesses wrong. */
+    rateClass?: 'read' | 'write' | 'search' | 'admin';
   }
   interface FastifyRequest {
     ctx: RequestContext | undefined;

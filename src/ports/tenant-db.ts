@@ -10,6 +10,7 @@ import type { RankedMemory } from '../domain/search/search.types.ts';
 import type { AuditEntry, AuditFilter, AuditHead } from '../domain/audit/audit.types.ts';
 import type { Relation } from '../domain/graph/graph.types.ts';
 import type { ApiKey, Org, Scope } from '../domain/tenancy/tenancy.types.ts';
+import type { OrgQuotas } from '../domain/tenancy/quota.types.ts';
 
 /**
  * The only door to tenant data. `withTenant(orgId, fn)` runs `fn` in one
@@ -255,6 +256,10 @@ export interface SystemStore {
   findAuditChainIds(): Promise<Array<{ chainId: string; orgId: string | null }>>;
   findOrgIds(): Promise<string[]>;
   findApiKeyByPrefix(prefix: string): Promise<ApiKeyCredential | undefined>;
+  /** An org's rate-limit overrides; undefined when it has none. */
+  findOrgQuotas(orgId: string): Promise<OrgQuotas | undefined>;
+  /** Replaces an org's rate-limit overrides (all four classes; null: the default). */
+  upsertOrgQuotas(orgId: string, quotas: OrgQuotas): Promise<OrgQuotas>;
   /** Registers a model and makes sure its vector index exists; throws on a dimension mismatch. */
   registerEmbeddingModel(model: { name: string; provider: string; dimension: number }): Promise<void>;
   lexicalRanker(): Promise<'bm25' | 'ts_rank_cd'>;

@@ -59,10 +59,26 @@ const MAX_PROBLEMS = 20;
  * `verify`.
  */
 export class AuditService {
-  constructor(private readonly deps: { tenantDb: TenantDb; system: SystemStore }) {}
+  constructor(
+    private readonly deps: {
+      tenantDb: TenantDb;
+      system: SystemStore;
+      /** Told of every entry that could not be appended (metrics); callers still get the error. */
+      onRecordFailure?: ((e: unknown) => void) | undefined;
+    },
+  ) {}
 
   /** Appends one event to its org's chain (or the system chain). */
-  record(event: AuditEvent): Promise<AuditEntry> {
+  async record(event: AuditEvent): Promise<AuditEntry> {
+    try {
+      return await this.append(event);
+    } catch (e) {
+      this.deps.onRecordFailure?.(e);
+      throw e;
+    }
+  }
+
+  private append(event: AuditEvent): Promise<AuditEntry> {
     const chainId = event.orgId ?? SYSTEM_CHAIN;
     const build = (head: AuditHead | undefined): AuditEntry => {
       const unhashed = {

@@ -16,6 +16,8 @@ export interface Database {
   readonly adminDb: Kysely<DB>;
   /** Cheap liveness probe of the store. */
   ping(): Promise<void>;
+  /** Connections of the application pool, for metrics (PGlite: its one session). */
+  poolStats(): { total: number; idle: number; waiting: number };
   close(): Promise<void>;
 }
 
@@ -34,6 +36,7 @@ export async function openDatabase(config: StoreConfig): Promise<Database> {
       ping: async () => {
         await sql`select 1`.execute(db);
       },
+      poolStats: () => ({ total: 1, idle: 1, waiting: 0 }),
       close: () => db.destroy(),
     };
   }
@@ -50,7 +53,8 @@ export async function openDatabase(config: StoreConfig): Promise<Database> {
     pool.on('error', () => undefined);
     return pool;
   };
-  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool: makePool(config.url, config.poolMax) }) });
+  const pool = makePool(config.url, config.poolMax);
+  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
   const adminDb =
     config.adminUrl === config.url
       ? db
@@ -62,6 +66,7 @@ export async function openDatabase(config: StoreConfig): Promise<Database> {
     ping: async () => {
       await sql`select 1`.execute(db);
     },
+    poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     close: async () => {
       await db.destroy();
       if (adminDb !== db) await adminDb.destroy();

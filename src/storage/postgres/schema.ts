@@ -176,6 +176,15 @@ export interface GraphRelationsTable {
   created_at: Timestamp;
 }
 
+export interface OrgQuotasTable {
+  org_id: string;
+  read_per_min: number | null;
+  write_per_min: number | null;
+  search_per_min: number | null;
+  admin_per_min: number | null;
+  updated_at: Timestamp;
+}
+
 export interface SchemaMigrationsTable {
   version: number;
   name: string;
@@ -198,4 +207,5 @@ export interface DB {
   graph_entities: GraphEntitiesTable;
   graph_observations: GraphObservationsTable;
   graph_relations: GraphRelationsTable;
+  org_quotas: OrgQuotasTable;
 }

@@ -3,6 +3,7 @@ import { sql, type Kysely, type RawBuilder, type Selectable, type Transaction } 
 import type { Memory, MemoryFilter, MemoryPatch, MemoryVersion, Page } from '../../domain/memory/memory.types.ts';
 import type { RankedMemory } from '../../domain/search/search.types.ts';
 import type { ApiKey, Org, Scope } from '../../domain/tenancy/tenancy.types.ts';
+import type { OrgQuotas } from '../../domain/tenancy/quota.types.ts';
 import { errors } from '../../errors.ts';
 import type {
   ApiKeyCredential,
@@ -21,7 +22,7 @@ import { SYSTEM_CHAIN, type AuditEntry, type AuditHead } from '../../domain/audi
 import { PgAuditStore } from './audit-store.pg.ts';
 import { PgGraphStore } from './graph-store.pg.ts';
 import { guard } from './pg-errors.ts';
-import type { ApiKeysTable, DB, MemoriesTable, OrgsTable } from './schema.ts';
+import type { ApiKeysTable, DB, MemoriesTable, OrgQuotasTable, OrgsTable } from './schema.ts';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export const isUuid = (s: string): boolean => UUID_RE.test(s);
@@ -537,6 +538,13 @@ const toOrg = (r: Selectable<OrgsTable>): Org => ({
   createdAt: r.created_at,
 });
 
+const toOrgQuotas = (r: Selectable<OrgQuotasTable>): OrgQuotas => ({
+  read: r.read_per_min,
+  write: r.write_per_min,
+  search: r.search_per_min,
+  admin: r.admin_per_min,
+});
+
 export class PgSystemStore implements SystemStore {
   private bm25: boolean | undefined;
   constructor(
@@ -625,6 +633,31 @@ export class PgSystemStore implements SystemStore {
           expiresAt: k.expires_at,
           revokedAt: k.revoked_at,
         };
+  }
+
+  async findOrgQuotas(orgId: string): Promise<OrgQuotas | undefined> {
+    if (!isUuid(orgId)) return undefined;
+    const r = await this.adminDb.selectFrom('org_quotas').selectAll().where('org_id', '=', orgId).executeTakeFirst();
+    return r === undefined ? undefined : toOrgQuotas(r);
+  }
+
+  async upsertOrgQuotas(orgId: string, q: OrgQuotas): Promise<OrgQuotas> {
+    if (!isUuid(orgId)) throw errors.validation('org id must be a UUID');
+    const values = {
+      read_per_min: q.read,
+      write_per_min: q.write,
+      search_per_min: q.search,
+      admin_per_min: q.admin,
+    };
+    const r = await guard(() =>
+      this.adminDb
+        .insertInto('org_quotas')
+        .values({ org_id: orgId, ...values })
+        .onConflict((oc) => oc.column('org_id').doUpdateSet({ ...values, updated_at: sql<Date>`now()` }))
+        .returningAll()
+        .executeTakeFirstOrThrow(),
+    );
+    return toOrgQuotas(r);
   }
 
   async registerEmbeddingModel(model: { name: string; provider: string; dimension: number }): Promise<void> {

@@ -1,0 +1,109 @@
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { QuotaService } from '../../domain/tenancy/quota.service.ts';
+import type { RateClass } from '../../domain/tenancy/quota.types.ts';
+import { AppError } from '../../errors.ts';
+import type { RateLimiter } from '../../ports/rate-limiter.ts';
+import { isMcpPath } from './auth.ts';
+
+export interface RateLimitPluginDeps {
+  readonly limiter: RateLimiter;
+  readonly quotas: QuotaService;
+  /** False: the hook is not installed at all. */
+  readonly enabled: boolean;
+  /** Called on every 429, e.g. to count rejections in metrics. */
+  readonly onReject?: (cls: RateClass) => void;
+  /** Where the fail-open warning goes; default: the request's logger. */
+  readonly log?: FastifyBaseLogger;
+}
+
+/** At most one "limiter unavailable" warning per this many ms. */
+const WARN_EVERY_MS = 30_000;
+const ADMIN_SCOPE_RE = /^(admin|audit|ops):/;
+
+/**
+ * The route's rate class: its `rateClass` config, else admin for admin, audit
+ * and ops scopes, search for search and MCP endpoints, write for anything but
+ * GET/HEAD, read otherwise.
+ */
+export function rateClassOf(req: FastifyRequest): RateClass {
+  const config = req.routeOptions.config;
+  if (config.rateClass !== undefined) return config.rateClass;
+  if (config.scope !== undefined && ADMIN_SCOPE_RE.test(config.scope)) return 'admin';
+  const url = req.routeOptions.url ?? req.url;
+  if (url.endsWith('/search') || isMcpPath(url)) return 'search';
+  return req.method === 'GET' || req.method === 'HEAD' ? 'read' : 'write';
+}
+
+/**
+ * Token-bucket rate limiting per org and route class (key `${orgId}:${class}`),
+ * in a `preHandler` hook, so it runs after authentication has set `req.ctx`;
+ * public and unauthenticated requests are not limited. Every limited response
+ * carries `RateLimit-Limit`/`-Remaining`/`-Reset` (draft-ietf-httpapi-ratelimit-headers:
+ * Limit is the bucket's capacity, Reset the seconds until it is full again),
+ * `RateLimit-Policy` and the same values as `X-RateLimit-*`. An empty bucket
+ * answers 429 RATE_LIMITED with `Retry-After`.
+ *
+ * Fails open: when the limiter (Valkey) or the quota lookup fails, the request
+ * goes through with `X-RateLimit-Degraded: true`, and a warning is logged at
+ * most every 30 s. Availability of the API outranks exact limits.
+ */
+export function installRateLimit(app: FastifyInstance, deps: RateLimitPluginDeps): void {
+  if (!deps.enabled) return;
+  let lastWarnAt = Number.NEGATIVE_INFINITY;
+
+  const degrade = (req: FastifyRequest, reply: FastifyReply, cls: RateClass, err: unknown): void => {
+    void reply.header('x-ratelimit-degraded', 'true');
+    const now = Date.now();
+    if (now - lastWarnAt < WARN_EVERY_MS) return;
+    lastWarnAt = now;
+    (deps.log ?? req.log).warn(
+      { err, rateClass: cls, limiter: deps.limiter.kind },
+      'rate limiter unavailable; allowing requests unlimited (fail open)',
+    );
+  };
+
+  app.addHook('preHandler', async (req, reply) => {
+    const ctx = req.ctx;
+    if (ctx === undefined || req.routeOptions.url === undefined || req.routeOptions.config.public === true) return;
+    const cls = rateClassOf(req);
+    let quota;
+    let decision;
+    try {
+      quota = await deps.quotas.limitFor(ctx.orgId, cls);
+      decision = await deps.limiter.take(`${ctx.orgId}:${cls}`, quota.bucket);
+    } catch (err) {
+      degrade(req, reply, cls, err);
+      return;
+    }
+    const { capacity, refillPerSecond } = quota.bucket;
+    const limit = String(capacity);
+    const remaining = String(decision.remaining);
+    const reset = String(decision.resetSeconds);
+    void reply.headers({
+      'ratelimit-limit': limit,
+      'ratelimit-remaining': remaining,
+      'ratelimit-reset': reset,
+      // capacity requests per the seconds a full refill takes: the sustained rate.
+      'ratelimit-policy': `${limit};w=${Math.max(1, Math.round(capacity / refillPerSecond))}`,
+      'x-ratelimit-limit': limit,
+      'x-ratelimit-remaining': remaining,
+      'x-ratelimit-reset': reset,
+    });
+    if (decision.allowed) return;
+    deps.onReject?.(cls);
+    void reply.header('retry-after', String(decision.retryAfterSeconds));
+    // Thrown, not sent, so the app's error handler gives it the standard error shape.
+    throw new AppError(
+      'RATE_LIMITED',
+      `Too many ${cls} requests for this org; retry in ${decision.retryAfterSeconds} s`,
+      {
+        details: {
+          class: cls,
+          limit: capacity,
+          perMinute: quota.perMinute,
+          retryAfterSeconds: decision.retryAfterSeconds,
+        },
+      },
+    );
+  });
+}
