@@ -1,4 +1,4 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 // `unit`: unit tests beside the code plus the integration suites on the
 // embedded store (PGlite, in-process cache): no external service needed.
@@ -18,6 +18,8 @@ export default defineConfig({
           ...shared,
           name: 'unit',
           include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
+          // Starts and kills its own PostgreSQL, Valkey and embedder processes: integration only.
+          exclude: [...configDefaults.exclude, 'test/integration/chaos.test.ts'],
           env: { ENGRAM_TEST_BACKEND: 'pglite' },
         },
       },

@@ -1,6 +1,12 @@
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
 import {
   hasZodFastifySchemaValidationErrors,
   jsonSchemaTransform,
@@ -9,9 +15,11 @@ import {
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
 import { randomUUID } from 'node:crypto';
+import type { Tracer } from '@opentelemetry/api';
 import type { Authenticator } from './auth/authenticator.ts';
 import type { HttpConfig } from './config/config.ts';
 import type { AuditService } from './domain/audit/audit.service.ts';
+import type { JobService } from './domain/jobs/job.service.ts';
 import type { MemoryService } from './domain/memory/memory.service.ts';
 import type { SearchService } from './domain/search/search.service.ts';
 import type { ApiKeyService } from './domain/tenancy/api-key.service.ts';
@@ -19,9 +27,13 @@ import { isAppError, type ErrorCode } from './errors.ts';
 import { STATUS_BY_CODE } from './http/error-status.ts';
 import { installAuth } from './http/plugins/auth.ts';
 import { installHttpMetrics } from './http/plugins/metrics.ts';
+import { installRequestLog } from './http/plugins/request-log.ts';
+import { installTracing } from './http/plugins/tracing.ts';
+import { installRateLimit, type RateLimitPluginDeps } from './http/plugins/rate-limit.ts';
 import { DOCS_CSP, registerSecurity } from './http/plugins/security.ts';
 import { auditRoutes } from './http/routes/audit.routes.ts';
 import { healthRoutes } from './http/routes/health.routes.ts';
+import { jobRoutes } from './http/routes/jobs.routes.ts';
 import { mcpRoutes, type McpRouteDeps } from './http/routes/mcp.routes.ts';
 import { keyRoutes } from './http/routes/keys.routes.ts';
 import { memoryRoutes } from './http/routes/memories.routes.ts';
@@ -35,6 +47,8 @@ export interface AppDeps {
   readonly search: SearchService;
   readonly apiKeys: ApiKeyService;
   readonly audit: AuditService;
+  /** The org's background jobs (/v1/jobs); omitted: no such routes. */
+  readonly jobs?: JobService | undefined;
   readonly authenticator: Authenticator;
   readonly health: Health;
   /** Dependency states for /health/deps; omitted: no such routes. */
@@ -48,11 +62,15 @@ export interface AppDeps {
   /** External base URL (PUBLIC_URL), for DPoP `htu` behind a proxy. */
   readonly publicUrl?: string | undefined;
   readonly auditReads?: boolean;
+  /** Token-bucket limits per org and route class; omitted: no limits. */
+  readonly rateLimit?: RateLimitPluginDeps | undefined;
   /** MCP over HTTP (Streamable HTTP, legacy SSE, RFC 9728 metadata); omitted: no MCP endpoints. */
   readonly mcp?: McpRouteDeps | undefined;
   /** A pino logger; omitted in tests for silence. */
   readonly logger?: FastifyBaseLogger;
   readonly version?: string;
+  /** OpenTelemetry tracer for request spans; omitted: requests are not traced. */
+  readonly tracer?: Tracer | undefined;
 }
 
 /** Path prefixes served without credentials: docs and the OpenAPI document. */
@@ -114,6 +132,8 @@ const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     ...(deps.logger === undefined ? { logger: false } : { loggerInstance: deps.logger }),
+    // Replaced by one line per request without the raw URL (http/plugins/request-log.ts).
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: deps.bodyLimit,
     // Behind a proxy, client IP and protocol (for audit, HSTS and DPoP htu) come from X-Forwarded-*.
     trustProxy: deps.http.trustProxy,
@@ -136,6 +156,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.addHook('onRequest', async (req, reply) => {
     void reply.header('x-request-id', req.id);
   });
+  if (deps.tracer !== undefined) installTracing(app, deps.tracer);
+  if (deps.logger !== undefined) installRequestLog(app);
   if (deps.metrics !== undefined) installHttpMetrics(app, deps.metrics);
   await registerSecurity(app, deps.http);
   const isPublic = (req: FastifyRequest) =>
@@ -151,6 +173,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     isPublic,
     sendError,
   });
+  if (deps.rateLimit !== undefined) installRateLimit(app, deps.rateLimit);
 
   app.setErrorHandler((err, req, reply) => {
     if (hasZodFastifySchemaValidationErrors(err)) {
@@ -168,6 +191,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       // These messages are made by our factories from known facts ("X is unavailable", a model's
       // dimensions); INTERNAL and the rest may wrap driver or file-system text and stay generic.
       const safe = SAFE_5XX.has(err.code);
+      // A dependency behind an open circuit knows when it will next be tried.
+      const retryAfter = (err.details as { retryAfterSeconds?: unknown } | undefined)?.retryAfterSeconds;
+      if (status === 503 && typeof retryAfter === 'number') void reply.header('retry-after', String(retryAfter));
       return sendInternal(reply, req, err, safe ? err.code : 'INTERNAL', safe ? err.message : undefined);
     }
     const e = err as { statusCode?: number; code?: string; message?: string };
@@ -226,6 +252,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(memoryRoutes({ memories: deps.memories, search: deps.search }));
   await app.register(keyRoutes({ apiKeys: deps.apiKeys }));
   await app.register(auditRoutes({ audit: deps.audit }));
+  if (deps.jobs !== undefined) await app.register(jobRoutes({ jobs: deps.jobs }));
   if (deps.mcp !== undefined) await app.register(mcpRoutes(deps.mcp));
   return app;
 }

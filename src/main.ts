@@ -1,7 +1,8 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import pino, { type Logger } from 'pino';
+import pino, { type DestinationStream, type Logger, type LoggerOptions } from 'pino';
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { buildApp, type AppDeps } from './app.ts';
 import { Authenticator } from './auth/authenticator.ts';
@@ -10,9 +11,14 @@ import { JwtVerifier } from './auth/jwt-verifier.ts';
 import { AuditService } from './domain/audit/audit.service.ts';
 import { GraphService } from './domain/graph/graph.service.ts';
 import { OrgService } from './domain/tenancy/org.service.ts';
+import { QuotaService } from './domain/tenancy/quota.service.ts';
 import { redactedSummary, type Config } from './config/config.ts';
 import { MemoryService } from './domain/memory/memory.service.ts';
 import { ReembedService } from './domain/memory/reembed.service.ts';
+import { embedMemoryHandler } from './domain/jobs/embed-memory.handler.ts';
+import { JobService } from './domain/jobs/job.service.ts';
+import { EMBED_MEMORY } from './domain/jobs/job.types.ts';
+import { JobWorker } from './domain/jobs/job.worker.ts';
 import { SearchService } from './domain/search/search.service.ts';
 import { ApiKeyService } from './domain/tenancy/api-key.service.ts';
 import { createEmbedder } from './embed/create-embedder.ts';
@@ -23,13 +29,24 @@ import { graphTools } from './mcp/tools/graph.tools.ts';
 import { memoryTools } from './mcp/tools/memory.tools.ts';
 import { DependencyHealth, embedderProbe, Health, pingProbe, type DependencyProbe } from './ops/health.ts';
 import { Metrics } from './ops/metrics.ts';
+import { waitForDependency, type DependencyPolicy } from './ops/resilience.ts';
+import { AppError } from './errors.ts';
+import { startTracing, traceFields, type Tracing } from './ops/tracing.ts';
 import type { Cache } from './ports/cache.ts';
+import type { RateLimiter } from './ports/rate-limiter.ts';
 import { DataDirLock } from './storage/local/data-dir-lock.ts';
 import { LocalCache } from './storage/local/local-cache.ts';
-import { openDatabase, type Database } from './storage/postgres/database.ts';
+import { LocalRateLimiter } from './storage/local/local-rate-limiter.ts';
+import { openDatabase, storePolicy, type Database } from './storage/postgres/database.ts';
 import { Migrator, migrationLabel } from './storage/postgres/migrator.ts';
+import { QueryTracingPlugin } from './storage/postgres/query-tracing.ts';
 import { PgSystemStore, PgTenantDb } from './storage/postgres/tenant-db.pg.ts';
+import { PgJobQueue } from './storage/postgres/job-queue.pg.ts';
+import type { JobQueue } from './ports/job-queue.ts';
 import { ValkeyCache } from './storage/valkey/valkey-cache.ts';
+import { valkeyPolicy } from './storage/valkey/valkey-policy.ts';
+import { traceCache, traceRateLimiter } from './storage/valkey/valkey-tracing.ts';
+import { ValkeyRateLimiter } from './storage/valkey/valkey-rate-limiter.ts';
 
 /**
  * The composition root: the only place that knows every concrete adapter.
@@ -52,10 +69,24 @@ export interface Engram {
   readonly audit: AuditService;
   readonly authenticator: Authenticator;
   readonly reembed: ReembedService;
+  /** An org's background jobs (list, retry). */
+  readonly jobs: JobService;
+  /** The durable job queue, across orgs (workers' side). */
+  readonly jobQueue: JobQueue;
+  /** This process's job worker; `startServer` starts it, tests drive it with `runOnce`/`drain`. */
+  readonly worker: JobWorker;
+  /** Token buckets: in Valkey when configured (limits hold across replicas), else in-process. */
+  readonly rateLimiter: RateLimiter;
+  /** Per-org rate-limit quotas (defaults from config, overrides in `org_quotas`). */
+  readonly quotas: QuotaService;
   /** Prometheus series for this instance (its own registry). */
   readonly metrics: Metrics;
+  /** OpenTelemetry traces (OTLP when configured; else off). */
+  readonly tracing: Tracing;
   /** Held while the embedded store is open; undefined on PostgreSQL. */
   readonly lock: DataDirLock | undefined;
+  /** Valkey's circuit (shared by cache and rate limiter); undefined without VALKEY_URL. The store's is `database.breaker`. */
+  readonly valkeyPolicy: DependencyPolicy | undefined;
   close(): Promise<void>;
 }
 
@@ -63,22 +94,68 @@ export interface OpenOptions {
   readonly log: Logger;
   /** Apply pending migrations (default true). */
   readonly migrate?: boolean;
+  /** Tracing owned by the caller; omitted: started from `config.tracing` and shut down by `close()`. */
+  readonly tracing?: Tracing;
 }
 
-async function openWithRetry(config: Config, log: Logger): Promise<Database> {
-  const deadline = Date.now() + (config.store.kind === 'postgres' ? 30_000 : 0);
-  for (let attempt = 1; ; attempt++) {
+/** The driver's error under our AppError wrapping, and its code (errno or SQLSTATE). */
+function rootCause(e: unknown): { code: string; message: string } {
+  let root = e;
+  while (root instanceof AppError && root.cause !== undefined) root = root.cause;
+  const code = typeof root === 'object' && root !== null && 'code' in root ? String(root.code) : '';
+  return { code, message: root instanceof Error ? root.message : String(root) };
+}
+
+/** The root cause, short: an errno code (ECONNREFUSED) or the server's message. */
+function reasonOf(e: unknown): string {
+  const { code, message } = rootCause(e);
+  return /^E[A-Z]+$/.test(code) || message === '' ? code : message;
+}
+
+/**
+ * Opens the store. PostgreSQL may still be starting (compose, Kubernetes): wait
+ * for it with jittered exponential backoff up to STARTUP_TIMEOUT_MS, logging
+ * each attempt, then give up with one line naming what to check. The probe
+ * uses a pool of its own, outside the store's circuit breaker, so each log
+ * line shows the real cause rather than "circuit open".
+ */
+async function openWithRetry(config: Config, log: Logger, policy: DependencyPolicy | undefined): Promise<Database> {
+  const onConnectionError = (e: Error) =>
+    log.warn({ err: e.message }, 'a PostgreSQL connection was lost; the pool reconnects on demand');
+  if (config.store.kind === 'postgres') {
+    const url = new URL(config.store.url);
+    const where = `${url.hostname}:${url.port === '' ? '5432' : url.port}`;
+    const probe = await openDatabase(config.store);
     try {
-      const db = await openDatabase(config.store);
-      await db.ping();
-      return db;
+      await waitForDependency(() => probe.ping(), {
+        timeoutMs: config.resilience.startupTimeoutMs,
+        // A wrong password or role will not fix itself by waiting.
+        isFatal: (e) => /^28/.test(rootCause(e).code),
+        onRetry: ({ attempt, delayMs, error }) =>
+          log.warn(
+            { attempt, nextInMs: delayMs, err: reasonOf(error) },
+            `waiting for PostgreSQL at ${where} (attempt ${attempt}, next in ${delayMs} ms): ${reasonOf(error)}`,
+          ),
+      });
     } catch (e) {
-      if (Date.now() >= deadline) throw e;
-      const wait = Math.min(250 * 2 ** attempt, 4_000);
-      log.warn({ attempt, waitMs: wait, err: (e as Error).message }, 'database not reachable yet; retrying');
-      await new Promise((r) => setTimeout(r, wait));
+      throw new AppError(
+        'UNAVAILABLE',
+        `PostgreSQL at ${where} is not available (${reasonOf(e)}) after ${Math.round(config.resilience.startupTimeoutMs / 1000)} s: ` +
+          'check that it is running and reachable and that DATABASE_URL is right (STARTUP_TIMEOUT_MS sets the wait)',
+        { cause: e },
+      );
+    } finally {
+      await probe.close().catch(() => undefined);
     }
   }
+  const db = await openDatabase(config.store, { policy, onConnectionError });
+  try {
+    await db.ping();
+  } catch (e) {
+    await db.close().catch(() => undefined);
+    throw e;
+  }
+  return db;
 }
 
 export async function openEngram(config: Config, opts: OpenOptions): Promise<Engram> {
@@ -87,7 +164,15 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
   const lock = config.store.kind === 'pglite' ? DataDirLock.acquire(config.dataDir) : undefined;
   const closers: Array<() => Promise<void>> = [];
   try {
-    const database = await openWithRetry(config, log);
+    const tracing = opts.tracing ?? startTracing({ ...config.tracing, serviceVersion: VERSION });
+    // Pushed first, so it runs last: the spans of the other closers still get out.
+    if (opts.tracing === undefined) closers.push(() => tracing.shutdown());
+    const tracer = tracing.enabled ? tracing.tracer : undefined;
+    const database = await openWithRetry(
+      config,
+      log,
+      config.store.kind === 'postgres' ? storePolicy(config.resilience.store) : undefined,
+    );
     closers.push(() => database.close());
     const migrator = new Migrator(database.adminDb, database.kind, undefined, {
       'engram.region': config.residency.region,
@@ -97,20 +182,59 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       for (const r of runs) log.info({ migration: migrationLabel(r) }, 'migration applied');
     }
 
+    // One circuit for Valkey, shared by the cache and the rate limiter.
+    const valkeyBreaker = config.valkeyUrl === undefined ? undefined : valkeyPolicy(config.resilience.valkey);
     let cache: Cache;
     if (config.valkeyUrl === undefined) {
       cache = new LocalCache();
     } else {
-      const valkey = new ValkeyCache(config.valkeyUrl, { keyPrefix: config.valkeyKeyPrefix });
+      const valkey = new ValkeyCache(config.valkeyUrl, {
+        keyPrefix: config.valkeyKeyPrefix,
+        commandTimeoutMs: config.resilience.valkey.timeoutMs,
+        policy: valkeyBreaker,
+      });
       await valkey.connect().catch((e: unknown) => {
         log.warn({ err: (e as Error).message }, 'Valkey not reachable; caching will resume when it is');
       });
-      cache = valkey;
+      cache = tracer === undefined ? valkey : traceCache(valkey, tracer);
     }
     closers.push(() => cache.close());
 
+    let rateLimiter: RateLimiter;
+    if (config.valkeyUrl === undefined) {
+      rateLimiter = new LocalRateLimiter();
+    } else {
+      // While Valkey is away, limits hold per replica (in-process buckets) instead of not at all.
+      let lastFallbackLog = 0;
+      const valkeyLimiter = new ValkeyRateLimiter(config.valkeyUrl, {
+        keyPrefix: config.valkeyKeyPrefix,
+        policy: valkeyBreaker,
+        fallback: new LocalRateLimiter(),
+        onFallback: (err) => {
+          metrics.rateLimitFallbacks.inc();
+          if (Date.now() - lastFallbackLog < 30_000) return;
+          lastFallbackLog = Date.now();
+          log.warn({ err: reasonOf(err) }, 'Valkey unavailable; rate limits are per replica until it is back');
+        },
+      });
+      await valkeyLimiter.connect().catch((e: unknown) => {
+        log.warn({ err: (e as Error).message }, 'Valkey not reachable; rate limits hold per replica until it is');
+      });
+      rateLimiter = tracer === undefined ? valkeyLimiter : traceRateLimiter(valkeyLimiter, tracer);
+    }
+    closers.push(() => rateLimiter.close());
+
     const metrics = new Metrics();
     metrics.watch({ pool: () => database.poolStats() });
+    if (database.breaker !== undefined) metrics.watchDependency('store', database.breaker);
+    if (valkeyBreaker !== undefined) metrics.watchDependency('valkey', valkeyBreaker);
+    for (const b of [database.breaker, valkeyBreaker]) {
+      b?.onTransition((to, from) => {
+        const fields = { dependency: b.name, from, to };
+        if (to === 'open') log.warn(fields, `${b.name} circuit opened: failing fast`);
+        else log.info(fields, `${b.name} circuit ${to}`);
+      });
+    }
     const provider = await createEmbedder(config.embedding, path.join(config.dataDir, 'models'));
     const embedder = new ResilientEmbedder(provider, cache, {
       timeoutMs: config.embedding.timeoutMs,
@@ -118,11 +242,23 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       breakerThreshold: config.embedding.breakerThreshold,
       halfOpenAfterMs: config.embedding.breakerHalfOpenMs,
       observer: metrics.embedderObserver(),
+      tracer,
     });
     closers.push(() => embedder.close());
     metrics.watch({ breaker: { provider: embedder.provider, state: () => embedder.breakerState } });
+    metrics.watchDependency('embedder', {
+      get state() {
+        return embedder.breakerState;
+      },
+      onTransition: (listener) => embedder.onBreakerTransition(listener),
+    });
 
-    const system = new PgSystemStore(database.db, database.adminDb);
+    // Spans per statement for the stores the app queries with (migrations and jobs stay untraced).
+    const queryTracing = tracer === undefined ? undefined : new QueryTracingPlugin(tracer);
+    const traceDb = (db: Database['db']) => (queryTracing === undefined ? db : db.withPlugin(queryTracing));
+    const appDb = traceDb(database.db);
+    const systemDb = database.adminDb === database.db ? appDb : traceDb(database.adminDb);
+    const system = new PgSystemStore(appDb, systemDb);
     if (await migrator.isCurrent()) {
       await system.registerEmbeddingModel({
         name: embedder.model,
@@ -137,10 +273,16 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
         'the database user is not a member of engram_system: full-text search cannot use its GIN index under RLS (see docs/deployment.md)',
       );
     }
-    const tenantDb = new PgTenantDb(database.db, { hasBm25: () => ranker === 'bm25', canActAsSystem });
+    const tenantDb = new PgTenantDb(appDb, { hasBm25: () => ranker === 'bm25', canActAsSystem });
     const onEmbedError = (e: unknown) =>
       log.warn({ err: (e as Error).message }, 'embedding failed; vector signal degraded');
-    const memories = new MemoryService({ tenantDb, embedder, limits: config.limits, onEmbedError });
+    const memories = new MemoryService({
+      tenantDb,
+      embedder,
+      limits: config.limits,
+      onEmbedError,
+      embedJobMaxAttempts: config.jobs.maxAttempts,
+    });
     const graph = new GraphService({ tenantDb, embedder, onEmbedError });
     const search = new SearchService({ tenantDb, system, embedder, limits: config.limits, onEmbedError });
     const apiKeys = new ApiKeyService({ tenantDb, system });
@@ -167,6 +309,38 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       requireDpop: config.auth.dpop.required,
     });
     const reembed = new ReembedService({ tenantDb, system, embedder });
+    const jobQueue = new PgJobQueue(database.adminDb);
+    const jobs = new JobService({ tenantDb });
+    const worker = new JobWorker({
+      queue: jobQueue,
+      handlers: new Map([[EMBED_MEMORY, embedMemoryHandler({ tenantDb, embedder })]]),
+      workerId: `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`,
+      concurrency: config.jobs.concurrency,
+      pollMs: config.jobs.pollMs,
+      leaseMs: config.jobs.leaseMs,
+      backoff: { baseMs: config.jobs.backoffBaseMs, maxMs: config.jobs.backoffMaxMs },
+      retentionMs: config.jobs.retentionMs,
+      // While the embedder's circuit is open, embed jobs wait instead of spending attempts.
+      isPaused: (kind) => kind === EMBED_MEMORY && embedder.breakerState === 'open',
+      onOutcome: (job, outcome, err) => {
+        metrics.jobsProcessed.inc({ kind: job.kind, result: outcome });
+        const fields = { jobId: job.id, orgId: job.orgId, kind: job.kind, attempt: job.attempts };
+        if (outcome === 'dead') log.error({ ...fields, err }, 'job failed its last attempt; it is dead');
+        else if (outcome === 'retried') log.warn({ ...fields, err: (err as Error).message }, 'job failed; will retry');
+        else if (outcome === 'lost') log.warn(fields, 'job finished after its lease was lost');
+      },
+      onError: (e) => log.warn({ err: (e as Error).message }, 'job queue unavailable; will retry'),
+    });
+    // Stops claiming (and waits for nothing) if the server never started it.
+    closers.push(async () => {
+      await worker.stop(0);
+    });
+    metrics.watch({ jobs: { kinds: worker.kinds, stats: () => jobQueue.stats() } });
+    const quotas = new QuotaService({
+      system,
+      defaults: config.rateLimit.perMinute,
+      burstSeconds: config.rateLimit.burstSeconds,
+    });
     return {
       config,
       database,
@@ -182,8 +356,15 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       audit,
       authenticator,
       reembed,
+      jobs,
+      jobQueue,
+      worker,
+      rateLimiter,
+      quotas,
       metrics,
+      tracing,
       lock,
+      valkeyPolicy: valkeyBreaker,
       close: async () => {
         for (const c of closers.reverse()) await c().catch(() => undefined);
         lock?.release();
@@ -196,8 +377,9 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
   }
 }
 
-export function createLogger(config: Config): Logger {
-  return pino({
+/** The server's pino logger: JSON lines to stdout (or `destination`), secrets redacted, trace ids mixed in. */
+export function createLogger(config: Config, destination?: DestinationStream): Logger {
+  const options: LoggerOptions = {
     level: config.logLevel,
     redact: {
       paths: [
@@ -208,10 +390,21 @@ export function createLogger(config: Config): Logger {
         '*.secret',
         '*.password',
         '*.token',
+        '*.authorization',
+        '*.headers.authorization',
+        '*.headers.dpop',
+        '*.headers.cookie',
+        '*.headers["x-api-key"]',
+        // Defence in depth: memory content and search text are never logged on purpose.
+        '*.content',
+        '*.query',
       ],
       censor: '***',
     },
-  });
+    // Lines logged while a span is active carry its ids, joining logs to traces.
+    mixin: traceFields,
+  };
+  return destination === undefined ? pino(options) : pino(options, destination);
 }
 
 export interface RunningServer {
@@ -276,6 +469,9 @@ export async function startServer(config: Config, log: Logger = createLogger(con
       });
   };
   if (config.reembedIntervalMs > 0) timer = setTimeout(tick, 1_000);
+  // Durable jobs (embedding that failed at write time, …); the re-embed sweep
+  // above stays for model changes and as a safety net.
+  if (config.jobs.pollMs > 0 && config.jobs.concurrency > 0) engram.worker.start();
 
   let stopped = false;
   return {
@@ -284,10 +480,24 @@ export async function startServer(config: Config, log: Logger = createLogger(con
     stop: async () => {
       if (stopped) return;
       stopped = true;
+      // Readiness flips first, so a load balancer stops routing here while requests still succeed.
       health.markShuttingDown();
       clearTimeout(timer);
       timer = undefined;
+      // Stop claiming now; running jobs get half the shutdown budget, then go back to the queue.
+      const workerStopped = engram.worker.stop(Math.floor(config.shutdownTimeoutMs / 2));
+      if (config.shutdownDelayMs > 0) {
+        log.info({ delayMs: config.shutdownDelayMs }, 'not ready; serving on until load balancers notice');
+        await new Promise((r) => setTimeout(r, config.shutdownDelayMs));
+      }
+      // Stop accepting; in-flight requests finish. Streams still open (SSE) are cut at the deadline.
+      const cut = setTimeout(
+        () => app.server.closeAllConnections(),
+        Math.max(0, config.shutdownTimeoutMs - config.shutdownDelayMs - 1_000),
+      );
       await app.close();
+      clearTimeout(cut);
+      await workerStopped.catch(() => undefined);
       await running.catch(() => undefined);
       await engram.close();
     },
@@ -303,13 +513,25 @@ export function mcpServerFactory(engram: Engram, log: McpLog): (ctx: RequestCont
     ...graphTools({ graph: engram.graph }),
   ];
   return (ctx, origin) =>
-    createMcpServer(ctx, { tools, memories: engram.memories, audit: engram.audit, log, version: VERSION }, origin);
+    createMcpServer(
+      ctx,
+      { tools, memories: engram.memories, audit: engram.audit, log, version: VERSION, tracer: tracerOf(engram) },
+      origin,
+    );
 }
+
+const tracerOf = (engram: Engram) => (engram.tracing.enabled ? engram.tracing.tracer : undefined);
 
 /** Store, Valkey (when configured) and embedder, for /health/deps. */
 export function dependencyHealth(engram: Engram): DependencyHealth {
-  const probes: DependencyProbe[] = [pingProbe('store', () => engram.database.ping())];
-  if (engram.cache.kind === 'valkey') probes.push(pingProbe('valkey', () => engram.cache.ping()));
+  const breaker = (p: DependencyPolicy | undefined) =>
+    p === undefined ? undefined : () => ({ breaker: p.state, circuit: p.snapshot() });
+  const probes: DependencyProbe[] = [
+    pingProbe('store', () => engram.database.ping(), breaker(engram.database.breaker)),
+  ];
+  if (engram.cache.kind === 'valkey') {
+    probes.push(pingProbe('valkey', () => engram.cache.ping(), breaker(engram.valkeyPolicy)));
+  }
   probes.push(embedderProbe(engram.embedder));
   return new DependencyHealth(probes);
 }
@@ -323,16 +545,25 @@ export function appDeps(engram: Engram, health: Health, log?: Logger): AppDeps {
     search: engram.search,
     apiKeys: engram.apiKeys,
     audit: engram.audit,
+    jobs: engram.jobs,
     authenticator: engram.authenticator,
     health,
     dependencies: dependencyHealth(engram),
     metrics: engram.metrics,
     metricsPublic: config.metricsPublic,
+    rateLimit: {
+      limiter: engram.rateLimiter,
+      quotas: engram.quotas,
+      enabled: config.rateLimit.enabled,
+      onReject: (cls) => engram.metrics.rateLimitRejections.inc({ class: cls }),
+      ...(log === undefined ? {} : { log }),
+    },
     bodyLimit: config.limits.bodyBytes,
     http: config.http,
     publicUrl: config.auth.publicUrl,
     auditReads: config.auditReads,
     version: VERSION,
+    tracer: tracerOf(engram),
     mcp: {
       createServer: mcpServerFactory(engram, mcpLog),
       config: config.mcp,

@@ -2,11 +2,14 @@ import { Command, Option } from 'commander';
 import { randomUUID } from 'node:crypto';
 import pino from 'pino';
 import { loadConfig, redactedSummary, type Config } from '../config/config.ts';
+import { JOB_STATES, type JobState } from '../domain/jobs/job.types.ts';
 import type { MemoryScope } from '../domain/memory/memory.types.ts';
+import { RATE_CLASSES, type RateClass } from '../domain/tenancy/quota.types.ts';
 import { isScope } from '../domain/tenancy/tenancy.types.ts';
 import type { Scope } from '../domain/tenancy/tenancy.types.ts';
-import { AppError, isAppError } from '../errors.ts';
+import { AppError, errors, isAppError } from '../errors.ts';
 import { presentApiKey, presentHit, presentMemory, presentVersion } from '../http/schemas.ts';
+import { presentJob } from '../http/routes/jobs.routes.ts';
 import { mcpServerFactory, startServer } from '../main.ts';
 import { bridgeStdio, serveStdio } from '../mcp/stdio.ts';
 import { DataDirLock, readLock } from '../storage/local/data-dir-lock.ts';
@@ -18,6 +21,7 @@ const out = (s: string): void => {
   process.stdout.write(`${s}\n`);
 };
 const json = (v: unknown): void => out(JSON.stringify(v, null, 2));
+type JobJson = ReturnType<typeof presentJob>;
 
 let cachedConfig: Config | undefined;
 const config = (): Config => (cachedConfig ??= loadConfig(process.env));
@@ -142,7 +146,7 @@ export function buildCli(): Command {
     .requiredOption('--name <name>', 'a label, e.g. "ci" or "claude-desktop"')
     .option(
       '--scopes <list>',
-      'comma-separated: memories:read,memories:write,admin:keys,audit:read,ops:read (default: all)',
+      'comma-separated: memories:read,memories:write,admin:keys,audit:read,ops:read,jobs:read,jobs:write (default: all)',
     )
     .option('--expires-in <duration>', 'e.g. 12h, 90d, 4w')
     .addOption(orgOpt)
@@ -448,6 +452,45 @@ export function buildCli(): Command {
       }),
     );
 
+  orgs
+    .command('quotas <slug>')
+    .description(
+      'Show an org’s rate limits (requests per minute per route class); with options, set them (`default` clears one)',
+    )
+    .option('--read <n>', 'GET routes')
+    .option('--write <n>', 'writes (POST/PATCH/DELETE)')
+    .option('--search <n>', 'search and MCP')
+    .option('--admin <n>', 'admin, audit and ops routes')
+    .action(async (slug: string, o: Partial<Record<RateClass, string>>) =>
+      withStore(config(), 'orgs quotas', async (engram) => {
+        const org = await engram.orgs.resolve(slug);
+        if (org === undefined) throw errors.notFound('org', slug);
+        const patch: Partial<Record<RateClass, number | null>> = {};
+        for (const cls of RATE_CLASSES) {
+          const v = o[cls];
+          if (v === undefined) continue;
+          patch[cls] = v === 'default' ? null : /^\d+$/.test(v) ? Number(v) : Number.NaN;
+        }
+        if (Object.keys(patch).length > 0) {
+          await engram.quotas.override(org.id, patch);
+          await auditCli(engram, org.id, 'org.set_quotas', org.id);
+        }
+        const rows = await Promise.all(
+          RATE_CLASSES.map(async (cls) => {
+            const q = await engram.quotas.limitFor(org.id, cls);
+            const own = (await engram.quotas.overridesOf(org.id))[cls];
+            return {
+              class: cls,
+              perMinute: q.perMinute,
+              burst: q.bucket.capacity,
+              source: own === null ? 'default' : 'org',
+            };
+          }),
+        );
+        json({ org: org.slug, quotas: rows });
+      }),
+    );
+
   program
     .command('reembed')
     .description('Embed memories that have no vector for the current model (after a model change or an outage)')
@@ -464,6 +507,73 @@ export function buildCli(): Command {
         process.stderr.write('\n');
         if (r.error !== undefined) throw r.error instanceof Error ? r.error : new Error('re-embed failed');
         out(`embedded ${r.embedded} memories across ${r.orgs} org(s) with ${t.engram.embedder.model}`);
+      });
+    });
+
+  const jobs = program
+    .command('jobs')
+    .description('Background jobs of your org (embedding, …): list them, re-drive dead ones');
+  jobs
+    .command('list')
+    .description('List jobs, newest first (--state dead: the dead letter)')
+    .addOption(new Option('--state <state>').choices([...JOB_STATES]))
+    .option('--kind <kind>', 'e.g. embed_memory')
+    .option('--limit <n>', 'how many (1–500)', '50')
+    .option('--json', 'print the raw JSON answer')
+    .addOption(orgOpt)
+    .action(async (o: { state?: JobState; kind?: string; limit: string; json?: boolean; org: string }) => {
+      const limit = Number(o.limit);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 500) {
+        throw new AppError('VALIDATION_FAILED', '--limit takes a whole number from 1 to 500');
+      }
+      await onTarget(o.org, async (t) => {
+        let items: JobJson[];
+        if (t.kind === 'http') {
+          const qs = new URLSearchParams({ limit: String(limit) });
+          if (o.state !== undefined) qs.set('state', o.state);
+          if (o.kind !== undefined) qs.set('kind', o.kind);
+          items = (await t.call<{ items: JobJson[] }>('GET', `/v1/jobs?${qs.toString()}`)).items;
+        } else {
+          const page = await t.engram.jobs.list(t.ctx, { state: o.state, kind: o.kind }, limit, null);
+          items = page.items.map(presentJob);
+        }
+        if (o.json === true) return json(items);
+        if (items.length === 0) out('no jobs');
+        for (const j of items) {
+          const tries = `${j.attempts}/${j.maxAttempts}`;
+          out(`${j.id}  ${j.state.padEnd(9)} ${j.kind.padEnd(16)} ${tries.padEnd(7)} ${j.lastError ?? ''}`);
+        }
+      });
+    });
+  jobs
+    .command('retry [id]')
+    .description('Re-drive a dead job (queued again, attempts reset), or every dead job with --all-dead')
+    .option('--all-dead', 'every dead job of the org')
+    .option('--kind <kind>', 'with --all-dead: only jobs of this kind')
+    .addOption(orgOpt)
+    .action(async (id: string | undefined, o: { allDead?: boolean; kind?: string; org: string }) => {
+      if ((id === undefined) === (o.allDead !== true)) {
+        throw new AppError('VALIDATION_FAILED', 'name a job id, or pass --all-dead (not both)');
+      }
+      await onTarget(o.org, async (t) => {
+        if (id !== undefined) {
+          const job =
+            t.kind === 'http'
+              ? await t.call<JobJson>('POST', `/v1/jobs/${encodeURIComponent(id)}/retry`)
+              : await t.engram.jobs.retry(t.ctx, id).then(async (j) => {
+                  await auditCli(t.engram, t.ctx.orgId, 'job.retry', j.id);
+                  return presentJob(j);
+                });
+          return out(`re-driven ${job.id} (${job.kind}): ${job.state}`);
+        }
+        const r =
+          t.kind === 'http'
+            ? await t.call<{ requeued: number }>('POST', '/v1/jobs/retry', { state: 'dead', kind: o.kind })
+            : await t.engram.jobs.retryDead(t.ctx, o.kind).then(async (requeued) => {
+                await auditCli(t.engram, t.ctx.orgId, 'job.retry_dead', null);
+                return { requeued };
+              });
+        out(`re-driven ${r.requeued} dead job(s)`);
       });
     });
   return program;

@@ -21,6 +21,7 @@ const SECRET_VARS = [
   'AUTH_JWKS',
   'AUTH_HS256_SECRET',
   'DPOP_NONCE_SECRET',
+  'OTEL_EXPORTER_OTLP_HEADERS',
 ] as const;
 
 const list = (def: string) =>
@@ -74,6 +75,14 @@ const envSchema = z.object({
   DATABASE_POOL_IDLE_TIMEOUT_MS: intFrom(30_000, 100, 3_600_000),
   DATABASE_CONNECT_TIMEOUT_MS: intFrom(5_000, 100, 120_000),
   DATABASE_STATEMENT_TIMEOUT_MS: intFrom(30_000, 0, 3_600_000),
+  STARTUP_TIMEOUT_MS: intFrom(30_000, 0, 600_000),
+  STORE_RETRIES: intFrom(1, 0, 10),
+  STORE_BREAKER_THRESHOLD: intFrom(5, 1, 1000),
+  STORE_BREAKER_HALF_OPEN_MS: intFrom(5_000, 100, 3_600_000),
+  VALKEY_TIMEOUT_MS: intFrom(500, 50, 60_000),
+  VALKEY_RETRIES: intFrom(1, 0, 10),
+  VALKEY_BREAKER_THRESHOLD: intFrom(5, 1, 1000),
+  VALKEY_BREAKER_HALF_OPEN_MS: intFrom(5_000, 100, 3_600_000),
   VALKEY_URL: optionalUrl(['redis:', 'rediss:', 'valkey:', 'valkeys:']),
   VALKEY_KEY_PREFIX: z
     .string()
@@ -95,7 +104,15 @@ const envSchema = z.object({
   SEARCH_MAX_LIMIT: intFrom(100, 1, 1000),
   MEMORY_MAX_CONTENT_CHARS: intFrom(100_000, 1, 10_000_000),
   REEMBED_INTERVAL_MS: intFrom(30_000, 0, 86_400_000),
+  JOBS_CONCURRENCY: intFrom(2, 0, 256),
+  JOBS_POLL_MS: intFrom(1_000, 0, 3_600_000),
+  JOBS_MAX_ATTEMPTS: intFrom(10, 1, 1_000),
+  JOBS_BACKOFF_BASE_MS: intFrom(5_000, 0, 86_400_000),
+  JOBS_BACKOFF_MAX_MS: intFrom(900_000, 0, 86_400_000),
+  JOBS_LEASE_MS: intFrom(300_000, 1_000, 86_400_000),
+  JOBS_RETENTION_HOURS: intFrom(168, 0, 87_600),
   SHUTDOWN_TIMEOUT_MS: intFrom(10_000, 0, 600_000),
+  SHUTDOWN_DELAY_MS: intFrom(0, 0, 300_000),
   AUTH_ISSUER: z.string().trim().min(1).optional(),
   AUTH_AUTHORIZATION_SERVERS: list(''),
   MCP_ALLOWED_ORIGINS: list(''),
@@ -127,6 +144,13 @@ const envSchema = z.object({
   RATE_LIMIT_ADMIN_PER_MIN: intFrom(120, 1, 1_000_000),
   RATE_LIMIT_BURST_SECONDS: intFrom(15, 1, 3600),
   METRICS_PUBLIC: boolFrom(false),
+  NODE_ENV: z.string().optional(),
+  OTEL_EXPORTER_OTLP_ENDPOINT: optionalUrl(['http:', 'https:']),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: optionalUrl(['http:', 'https:']),
+  OTEL_EXPORTER_OTLP_HEADERS: z.string().optional(),
+  OTEL_SERVICE_NAME: z.string().trim().min(1).default('engram'),
+  OTEL_TRACES_SAMPLER_ARG: z.coerce.number().min(0).max(1).optional(),
+  ENGRAM_TRACE_SAMPLE_RATIO: z.coerce.number().min(0).max(1).optional(),
 });
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -147,6 +171,7 @@ export interface Config {
   /** Namespace for every Valkey key, so deployments can share one Valkey. */
   readonly valkeyKeyPrefix: string;
   readonly embedding: EmbeddingConfig;
+  readonly resilience: ResilienceConfig;
   readonly limits: {
     readonly bodyBytes: number;
     readonly searchQueryChars: number;
@@ -154,7 +179,13 @@ export interface Config {
     readonly memoryContentChars: number;
   };
   readonly reembedIntervalMs: number;
+  readonly jobs: JobsConfig;
   readonly shutdownTimeoutMs: number;
+  /**
+   * After SIGTERM, how long to keep serving with /health/ready at 503 before
+   * the listener closes (set it above the load balancer's probe interval).
+   */
+  readonly shutdownDelayMs: number;
   readonly auth: AuthConfig;
   readonly http: HttpConfig;
   readonly mcp: McpConfig;
@@ -179,6 +210,35 @@ export interface Config {
   };
   /** Serve GET /metrics without credentials (else it needs the `ops:read` scope). */
   readonly metricsPublic: boolean;
+  readonly tracing: TracingConfig;
+}
+
+/** OpenTelemetry traces: exported by OTLP/HTTP only when an endpoint is configured. */
+export interface TracingConfig {
+  /** Full OTLP/HTTP traces URL (…/v1/traces); undefined: tracing off. */
+  readonly endpoint: string | undefined;
+  /** Extra export headers (OTEL_EXPORTER_OTLP_HEADERS), e.g. a collector's API key. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly serviceName: string;
+  /** Share of new traces sampled (0…1); a sampled or unsampled parent (`traceparent`) decides for its children. */
+  readonly sampleRatio: number;
+}
+
+/** The durable job queue and this instance's worker (see docs/operations.md, "Background jobs"). */
+export interface JobsConfig {
+  /** Jobs this instance runs at once; 0: this instance runs none (others may). */
+  readonly concurrency: number;
+  /** Pause between polls when nothing is due; 0: the server starts no worker. */
+  readonly pollMs: number;
+  /** Runs before a job is dead. */
+  readonly maxAttempts: number;
+  /** Retry delay after the first failure, doubling per attempt (with jitter) up to `backoffMaxMs`. */
+  readonly backoffBaseMs: number;
+  readonly backoffMaxMs: number;
+  /** How long a worker holds a claimed job before another may reclaim it. */
+  readonly leaseMs: number;
+  /** Succeeded jobs are deleted this long after they finished. */
+  readonly retentionMs: number;
 }
 
 export interface AuthConfig {
@@ -238,6 +298,23 @@ export type StoreConfig =
       readonly connectTimeoutMs: number;
       readonly statementTimeoutMs: number;
     };
+
+/** One dependency's circuit breaker and retries (see docs/operations.md, "Circuit breakers"). */
+export interface BreakerConfig {
+  /** Per-call deadline; 0: the driver's own timeouts apply (the store: connect and statement timeouts). */
+  readonly timeoutMs: number;
+  /** Extra attempts, for idempotent calls only. */
+  readonly retries: number;
+  readonly breakerThreshold: number;
+  readonly halfOpenAfterMs: number;
+}
+
+export interface ResilienceConfig {
+  /** How long startup waits for PostgreSQL before giving up with a one-line message. */
+  readonly startupTimeoutMs: number;
+  readonly store: BreakerConfig;
+  readonly valkey: BreakerConfig;
+}
 
 export interface EmbeddingConfig {
   readonly provider: 'builtin' | 'onnx' | 'openai';
@@ -326,6 +403,7 @@ export function loadConfig(env: Env = process.env): Config {
   for (const r of (resolved.ENGRAM_SERVED_REGIONS ?? '').split(',').map((x) => x.trim())) {
     if (r !== '' && !REGION_RE.test(r)) problems.push(`ENGRAM_SERVED_REGIONS: "${r}" is not a region name`);
   }
+  const otlpHeaders = parseOtlpHeaders(resolved.OTEL_EXPORTER_OTLP_HEADERS, problems);
   for (const o of (resolved.CORS_ORIGINS ?? '').split(',').map((x) => x.trim())) {
     if (o === '') continue;
     let ok = false;
@@ -381,6 +459,21 @@ export function loadConfig(env: Env = process.env): Config {
       openaiBaseUrl: e.OPENAI_BASE_URL ?? 'https://api.openai.com/v1',
       openaiApiKey: e.OPENAI_API_KEY,
     }),
+    resilience: Object.freeze({
+      startupTimeoutMs: e.STARTUP_TIMEOUT_MS,
+      store: Object.freeze({
+        timeoutMs: 0,
+        retries: e.STORE_RETRIES,
+        breakerThreshold: e.STORE_BREAKER_THRESHOLD,
+        halfOpenAfterMs: e.STORE_BREAKER_HALF_OPEN_MS,
+      }),
+      valkey: Object.freeze({
+        timeoutMs: e.VALKEY_TIMEOUT_MS,
+        retries: e.VALKEY_RETRIES,
+        breakerThreshold: e.VALKEY_BREAKER_THRESHOLD,
+        halfOpenAfterMs: e.VALKEY_BREAKER_HALF_OPEN_MS,
+      }),
+    }),
     limits: Object.freeze({
       bodyBytes: e.BODY_LIMIT_BYTES,
       searchQueryChars: e.SEARCH_MAX_QUERY_CHARS,
@@ -388,7 +481,17 @@ export function loadConfig(env: Env = process.env): Config {
       memoryContentChars: e.MEMORY_MAX_CONTENT_CHARS,
     }),
     reembedIntervalMs: e.REEMBED_INTERVAL_MS,
+    jobs: Object.freeze({
+      concurrency: e.JOBS_CONCURRENCY,
+      pollMs: e.JOBS_POLL_MS,
+      maxAttempts: e.JOBS_MAX_ATTEMPTS,
+      backoffBaseMs: e.JOBS_BACKOFF_BASE_MS,
+      backoffMaxMs: e.JOBS_BACKOFF_MAX_MS,
+      leaseMs: e.JOBS_LEASE_MS,
+      retentionMs: e.JOBS_RETENTION_HOURS * 3_600_000,
+    }),
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    shutdownDelayMs: e.SHUTDOWN_DELAY_MS,
     auth: Object.freeze({
       jwt:
         e.AUTH_JWKS_URL === undefined && e.AUTH_JWKS === undefined && e.AUTH_HS256_SECRET === undefined
@@ -444,7 +547,38 @@ export function loadConfig(env: Env = process.env): Config {
       burstSeconds: e.RATE_LIMIT_BURST_SECONDS,
     }),
     metricsPublic: e.METRICS_PUBLIC,
+    tracing: Object.freeze({
+      endpoint:
+        e.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ??
+        (e.OTEL_EXPORTER_OTLP_ENDPOINT === undefined
+          ? undefined
+          : `${e.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, '')}/v1/traces`),
+      headers: Object.freeze(otlpHeaders),
+      serviceName: e.OTEL_SERVICE_NAME,
+      // Everything in development; in production 1 % of new traces unless told otherwise.
+      sampleRatio: e.ENGRAM_TRACE_SAMPLE_RATIO ?? e.OTEL_TRACES_SAMPLER_ARG ?? (e.NODE_ENV === 'production' ? 0.01 : 1),
+    }),
   });
+}
+
+/** `key1=value1,key2=value2` with URL-encoded values (the OTLP exporter convention). */
+function parseOtlpHeaders(raw: string | undefined, problems: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of (raw ?? '').split(',')) {
+    if (pair.trim() === '') continue;
+    const eq = pair.indexOf('=');
+    const key = eq > 0 ? pair.slice(0, eq).trim() : '';
+    if (key === '') {
+      problems.push('OTEL_EXPORTER_OTLP_HEADERS: expected key=value pairs separated by commas');
+      continue;
+    }
+    try {
+      out[key] = decodeURIComponent(pair.slice(eq + 1).trim());
+    } catch {
+      problems.push(`OTEL_EXPORTER_OTLP_HEADERS: the value of ${key} is not URL-encoded`);
+    }
+  }
+  return out;
 }
 
 /** Hides passwords in URLs and whole secret values. */
@@ -509,5 +643,14 @@ export function redactedSummary(config: Config): Record<string, unknown> {
     },
     cors: config.http.corsOrigins.length === 0 ? 'closed' : config.http.corsOrigins,
     residency: config.residency,
+    tracing:
+      config.tracing.endpoint === undefined
+        ? 'off'
+        : {
+            endpoint: redactUrl(config.tracing.endpoint),
+            headers: Object.keys(config.tracing.headers),
+            serviceName: config.tracing.serviceName,
+            sampleRatio: config.tracing.sampleRatio,
+          },
   };
 }

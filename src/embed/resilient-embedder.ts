@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { SpanKind, trace, type Tracer } from '@opentelemetry/api';
 import {
   BrokenCircuitError,
   CircuitState,
@@ -16,6 +17,7 @@ import {
 import { AppError, errors } from '../errors.ts';
 import type { Cache } from '../ports/cache.ts';
 import { EMBED_MAX_BATCH, EMBED_MAX_CHARS, type Embedder } from '../ports/embedder.ts';
+import { inSpan } from '../ops/tracing.ts';
 
 export interface ResilienceOptions {
   readonly timeoutMs: number;
@@ -25,6 +27,8 @@ export interface ResilienceOptions {
   readonly cacheTtlSeconds?: number;
   /** Told about cache lookups and provider batches (metrics); must not throw. */
   readonly observer?: EmbedderObserver | undefined;
+  /** Spans `embedder.embed` (cache hits and misses) and `embedder.batch` per provider call; default no-op. */
+  readonly tracer?: Tracer | undefined;
 }
 
 /** Hooks for instrumentation, so the embedder stays free of any metrics library. */
@@ -59,6 +63,7 @@ export class ResilientEmbedder implements Embedder {
   private readonly policy: IPolicy;
   private readonly ttl: number;
   private readonly observer: EmbedderObserver | undefined;
+  private readonly tracer: Tracer;
   readonly stats = { cacheHits: 0, cacheMisses: 0, batches: 0 };
   private last: EmbedderActivity = {
     lastSuccessAt: undefined,
@@ -77,6 +82,7 @@ export class ResilientEmbedder implements Embedder {
     this.dimension = inner.dimension;
     this.ttl = opts.cacheTtlSeconds ?? 7 * 24 * 3600;
     this.observer = opts.observer;
+    this.tracer = opts.tracer ?? trace.getTracer('engram');
     // A wrong dimension is a configuration error, not an outage: it must not open the circuit.
     this.breaker = circuitBreaker(
       handleWhen((e) => !(e instanceof AppError && e.code === 'EMBEDDING_DIMENSION_MISMATCH')),
@@ -106,12 +112,36 @@ export class ResilientEmbedder implements Embedder {
     }
   }
 
+  /** Called with the new state on each circuit transition (metrics count them). */
+  onBreakerTransition(listener: (to: BreakerState) => void): void {
+    this.breaker.onStateChange(() => listener(this.breakerState));
+  }
+
   /** When the provider last answered or failed; read by /health/deps instead of probing the provider. */
   get activity(): EmbedderActivity {
     return this.last;
   }
 
   async embed(texts: readonly string[]): Promise<Float32Array[]> {
+    return inSpan(this.tracer, 'embedder.embed', { attributes: this.spanAttributes() }, (span) =>
+      this.embedAll(texts, (hits, misses) =>
+        span.setAttributes({
+          'engram.embedder.inputs': texts.length,
+          'engram.embedder.cache_hits': hits,
+          'engram.embedder.cache_misses': misses,
+        }),
+      ),
+    );
+  }
+
+  private spanAttributes() {
+    return { 'engram.embedder.provider': this.provider, 'engram.embedder.model': this.model };
+  }
+
+  private async embedAll(
+    texts: readonly string[],
+    onLookup: (hits: number, misses: number) => void,
+  ): Promise<Float32Array[]> {
     const inputs = texts.map((t) => (t.length > EMBED_MAX_CHARS ? t.slice(0, EMBED_MAX_CHARS) : t));
     const keys = inputs.map((t) => `emb:${this.model}:${createHash('sha256').update(t).digest('base64url')}`);
     const cached = await this.cache.getMany(keys).catch(() => keys.map(() => undefined));
@@ -124,6 +154,7 @@ export class ResilientEmbedder implements Embedder {
     this.stats.cacheHits += inputs.length - missing.length;
     this.stats.cacheMisses += missing.length;
     this.observer?.cacheLookups?.(inputs.length - missing.length, missing.length);
+    onLookup(inputs.length - missing.length, missing.length);
     for (let start = 0; start < missing.length; start += EMBED_MAX_BATCH) {
       const idx = missing.slice(start, start + EMBED_MAX_BATCH);
       const vectors = await this.embedBatch(idx.map((i) => inputs[i] ?? ''));
@@ -144,6 +175,15 @@ export class ResilientEmbedder implements Embedder {
   }
 
   private async embedBatch(batch: string[]): Promise<Float32Array[]> {
+    return inSpan(
+      this.tracer,
+      'embedder.batch',
+      { kind: SpanKind.CLIENT, attributes: { ...this.spanAttributes(), 'engram.embedder.batch_size': batch.length } },
+      () => this.embedBatchUntraced(batch),
+    );
+  }
+
+  private async embedBatchUntraced(batch: string[]): Promise<Float32Array[]> {
     this.stats.batches += 1;
     this.observer?.batch?.(batch.length);
     const t0 = performance.now();

@@ -149,6 +149,12 @@ export const searchResponse = z.object({
   ),
   mode: z.enum(['lexical', 'vector', 'hybrid']),
   degraded: z.array(z.enum(['lexical', 'vector'])),
+  degradedReasons: z
+    .object({
+      lexical: z.object({ code: z.string(), message: z.string() }).optional(),
+      vector: z.object({ code: z.string(), message: z.string() }).optional(),
+    })
+    .describe('Why each degraded signal is missing: an error code and a safe message'),
   lexicalRanker: z.enum(['bm25', 'ts_rank_cd']),
   model: z.string(),
 });

@@ -7,6 +7,7 @@ import {
   type CallToolResult,
 } from '@modelcontextprotocol/sdk/types.js';
 import { randomUUID } from 'node:crypto';
+import { SpanStatusCode, trace, type Span, type Tracer } from '@opentelemetry/api';
 import { z } from 'zod';
 import { can } from '../auth/policy.ts';
 import type { AuditService } from '../domain/audit/audit.service.ts';
@@ -27,6 +28,8 @@ export interface McpDeps {
   readonly audit: AuditService;
   readonly log: McpLog;
   readonly version: string;
+  /** A span `mcp.tool <name>` per tool call; default no-op. */
+  readonly tracer?: Tracer | undefined;
 }
 
 /** Where a session comes from, for the audit log. */
@@ -103,16 +106,45 @@ export function createMcpServer(ctx: RequestContext, deps: McpDeps, origin: McpO
   if (visible.length === 0) server.server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: [] }));
 
   const byName = new Map(deps.tools.map((t) => [t.name, t]));
+  const tracer = deps.tracer ?? trace.getTracer('engram');
   server.server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
     const name = request.params.name;
     const tool = byName.get(name);
     if (tool === undefined) throw new McpError(RpcErrorCode.InvalidParams, `Unknown tool: ${name}`);
-    const callCtx: RequestContext = { ...ctx, requestId: `${ctx.requestId}:${String(extra.requestId)}` };
+    // Arguments stay out of the span: they carry memory content and queries.
+    return tracer.startActiveSpan(
+      `mcp.tool ${name}`,
+      { attributes: { 'mcp.tool.name': name, 'engram.org_id': ctx.orgId } },
+      async (span) => {
+        try {
+          const result = await callTool(tool, request.params.arguments, extra.requestId, span);
+          if (result.isError === true) span.setStatus({ code: SpanStatusCode.ERROR });
+          return result;
+        } catch (e) {
+          span.setStatus({ code: SpanStatusCode.ERROR });
+          throw e;
+        } finally {
+          span.end();
+        }
+      },
+    );
+  });
+
+  const callTool = async (
+    tool: ToolDef<RequestContext>,
+    args: Record<string, unknown> | undefined,
+    rpcId: string | number,
+    span: Span,
+  ): Promise<CallToolResult> => {
+    const name = tool.name;
+    const callCtx: RequestContext = { ...ctx, requestId: `${ctx.requestId}:${String(rpcId)}` };
     const record = async (
       outcome: 'success' | 'denied' | 'failure' | 'error',
       resourceId: string | null,
       details: Record<string, unknown>,
     ) => {
+      span.setAttribute('engram.outcome', outcome);
+      if (typeof details.errorCode === 'string') span.setAttribute('error.type', details.errorCode);
       await deps.audit
         .record({
           orgId: ctx.orgId,
@@ -138,7 +170,7 @@ export function createMcpServer(ctx: RequestContext, deps: McpDeps, origin: McpO
         requiredScope: tool.scope,
       });
     }
-    const parsed = tool.input.safeParse(request.params.arguments ?? {});
+    const parsed = tool.input.safeParse(args ?? {});
     if (!parsed.success) {
       await record('failure', null, { errorCode: 'VALIDATION_FAILED' });
       throw new McpError(RpcErrorCode.InvalidParams, `Invalid arguments for ${name}: ${z.prettifyError(parsed.error)}`);
@@ -157,7 +189,7 @@ export function createMcpServer(ctx: RequestContext, deps: McpDeps, origin: McpO
       await record('error', null, { errorCode: 'INTERNAL', errorId });
       return errorResult('INTERNAL', `Internal error; quote errorId ${errorId} when reporting it`, { errorId });
     }
-  });
+  };
 
   if (can(ctx, 'memories:read')) {
     server.registerResource(

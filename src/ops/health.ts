@@ -55,6 +55,8 @@ export type DependencyStatus = 'up' | 'degraded' | 'down';
 /** What one dependency probe found; `details` is shown to operators only. */
 export interface DependencyCheck {
   readonly status: DependencyStatus;
+  /** Why it is not up; shown to operators only. */
+  readonly error?: string;
   readonly details?: Record<string, unknown>;
 }
 
@@ -130,7 +132,12 @@ export class DependencyHealth {
           timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
         }),
       ]);
-      return { status: c.status, latencyMs: elapsed(t0), ...(c.details === undefined ? {} : { details: c.details }) };
+      return {
+        status: c.status,
+        latencyMs: elapsed(t0),
+        ...(c.error === undefined ? {} : { error: c.error }),
+        ...(c.details === undefined ? {} : { details: c.details }),
+      };
     } catch (e) {
       return { status: 'down', latencyMs: elapsed(t0), error: (e as Error).message };
     } finally {
@@ -141,13 +148,25 @@ export class DependencyHealth {
 
 const elapsed = (t0: number) => Math.round((performance.now() - t0) * 10) / 10;
 
-/** A dependency that is up when `ping` resolves, down when it throws or times out. */
-export const pingProbe = (name: string, ping: () => Promise<void>): DependencyProbe => ({
+/**
+ * A dependency that is up when `ping` resolves, down when it throws or times
+ * out. `details` (say, its circuit breaker) is reported either way.
+ */
+export const pingProbe = (
+  name: string,
+  ping: () => Promise<void>,
+  details?: () => Record<string, unknown>,
+): DependencyProbe => ({
   name,
   io: true,
   check: async () => {
-    await ping();
-    return { status: 'up' };
+    try {
+      await ping();
+    } catch (e) {
+      if (details === undefined) throw e;
+      return { status: 'down', error: (e as Error).message, details: details() };
+    }
+    return details === undefined ? { status: 'up' } : { status: 'up', details: details() };
   },
 });
 

@@ -5,6 +5,23 @@ const BREAKER_VALUE = { closed: 0, 'half-open': 1, open: 2, isolated: 2 } as con
 
 export type BreakerGaugeState = keyof typeof BREAKER_VALUE;
 
+/** Depth of the job queue per kind and state, as `JobQueue.stats()` reports it. */
+export interface JobQueueStats {
+  readonly kind: string;
+  readonly state: string;
+  readonly count: number;
+  /** Seconds since the oldest job of this kind and state was enqueued; null for finished states. */
+  readonly oldestAgeSeconds: number | null;
+}
+
+/** Where the job gauges read from: every kind the workers run (reported even at zero) and the queue. */
+export interface JobsSource {
+  readonly kinds: readonly string[];
+  stats(): Promise<readonly JobQueueStats[]>;
+}
+
+const JOB_STATES = ['queued', 'running', 'succeeded', 'dead'] as const;
+
 export interface PoolStats {
   readonly total: number;
   readonly idle: number;
@@ -29,6 +46,18 @@ export class Metrics {
   /** Incremented by the rate limiter for each refused request; `class` is the limit's class. */
   readonly rateLimitRejections: Counter<'class'>;
   readonly auditAppendFailures: Counter;
+  /** Circuit state per dependency (`store`, `valkey`, `embedder`), read at scrape time. */
+  readonly dependencyBreakerState: Gauge<'dependency'>;
+  /** Circuit transitions per dependency and the state entered (`closed`, `half-open`, `open`). */
+  readonly dependencyBreakerTransitions: Counter<'dependency' | 'to'>;
+  /** Rate-limit takes answered by the in-process fallback because Valkey was unavailable. */
+  readonly rateLimitFallbacks: Counter;
+  private dependencySources: Array<{ dependency: string; state: () => BreakerGaugeState }> = [];
+  readonly jobsDepth: Gauge<'kind' | 'state'>;
+  readonly jobsOldestAge: Gauge<'kind'>;
+  /** Runs of background jobs by how they ended: `succeeded`, `retried`, `dead` or `lost` (lease lost). */
+  readonly jobsProcessed: Counter<'kind' | 'result'>;
+  private jobsSource: JobsSource | undefined;
   private breakerSources: Array<{ provider: string; state: () => BreakerGaugeState }> = [];
   private poolSource: (() => PoolStats) | undefined;
 
@@ -94,13 +123,99 @@ export class Metrics {
       help: 'Audit entries that could not be written',
       registers,
     });
+    const dependencies = () => this.dependencySources;
+    this.dependencyBreakerState = new Gauge({
+      name: 'engram_dependency_breaker_state',
+      help: 'Circuit breaker per dependency: 0 closed, 1 half-open, 2 open',
+      labelNames: ['dependency'],
+      registers,
+      collect() {
+        for (const d of dependencies()) this.set({ dependency: d.dependency }, BREAKER_VALUE[d.state()]);
+      },
+    });
+    this.dependencyBreakerTransitions = new Counter({
+      name: 'engram_dependency_breaker_transitions_total',
+      help: 'Circuit breaker state changes per dependency, by the state entered',
+      labelNames: ['dependency', 'to'],
+      registers,
+    });
+    this.rateLimitFallbacks = new Counter({
+      name: 'engram_rate_limit_fallbacks_total',
+      help: 'Rate-limit decisions made in-process because Valkey was unavailable',
+      registers,
+    });
+    // One query per scrape feeds both job gauges; it runs as system across orgs.
+    let jobStats: Promise<readonly JobQueueStats[] | undefined> | undefined;
+    // A slow store must not hang the scrape: after 2 s the job gauges are left out.
+    const readJobStats = () =>
+      (jobStats ??= Promise.race([
+        this.jobsSource?.stats() ?? Promise.resolve(undefined),
+        new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 2_000).unref()),
+      ])
+        .catch(() => undefined)
+        .finally(() => setImmediate(() => (jobStats = undefined))));
+    const jobKinds = () => this.jobsSource?.kinds ?? [];
+    this.jobsDepth = new Gauge({
+      name: 'engram_jobs_depth',
+      help: 'Background jobs by kind and state (across orgs)',
+      labelNames: ['kind', 'state'],
+      registers,
+      async collect() {
+        const stats = await readJobStats();
+        this.reset();
+        if (stats === undefined) return;
+        for (const kind of jobKinds()) for (const state of JOB_STATES) this.set({ kind, state }, 0);
+        for (const s of stats) this.set({ kind: s.kind, state: s.state }, s.count);
+      },
+    });
+    this.jobsOldestAge = new Gauge({
+      name: 'engram_jobs_oldest_age_seconds',
+      help: 'Age of the oldest unfinished (queued or running) job by kind, since it was enqueued; 0 when none',
+      labelNames: ['kind'],
+      registers,
+      async collect() {
+        const stats = await readJobStats();
+        this.reset();
+        if (stats === undefined) return;
+        const oldest = new Map<string, number>(jobKinds().map((k) => [k, 0]));
+        for (const s of stats) {
+          if (s.oldestAgeSeconds !== null) oldest.set(s.kind, Math.max(oldest.get(s.kind) ?? 0, s.oldestAgeSeconds));
+        }
+        for (const [kind, age] of oldest) this.set({ kind }, age);
+      },
+    });
+    this.jobsProcessed = new Counter({
+      name: 'engram_jobs_processed_total',
+      help: 'Background job runs by kind and result (succeeded, retried, dead, lost)',
+      labelNames: ['kind', 'result'],
+      registers,
+    });
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'engram_' });
   }
 
   /** Registers where scrape-time gauges read their values. */
-  watch(sources: { breaker?: { provider: string; state: () => BreakerGaugeState }; pool?: () => PoolStats }): void {
+  watch(sources: {
+    breaker?: { provider: string; state: () => BreakerGaugeState };
+    pool?: () => PoolStats;
+    jobs?: JobsSource;
+  }): void {
+    if (sources.jobs !== undefined) this.jobsSource = sources.jobs;
     if (sources.breaker !== undefined) this.breakerSources = [...this.breakerSources, sources.breaker];
     if (sources.pool !== undefined) this.poolSource = sources.pool;
+  }
+
+  /** Exposes a dependency's circuit: its state at scrape time, and each transition as it happens. */
+  watchDependency(
+    dependency: string,
+    breaker: {
+      readonly state: BreakerGaugeState;
+      onTransition(listener: (to: BreakerGaugeState) => void): unknown;
+    },
+  ): void {
+    this.dependencySources = [...this.dependencySources, { dependency, state: () => breaker.state }];
+    // Every series exists from the start, so increase() sees the first transition.
+    for (const to of ['closed', 'half-open', 'open']) this.dependencyBreakerTransitions.inc({ dependency, to }, 0);
+    breaker.onTransition((to) => this.dependencyBreakerTransitions.inc({ dependency, to }));
   }
 
   /** Hooks for `ResilientEmbedder`'s observer option. */

@@ -11,6 +11,7 @@ import type { AuditEntry, AuditFilter, AuditHead } from '../domain/audit/audit.t
 import type { Relation } from '../domain/graph/graph.types.ts';
 import type { ApiKey, Org, Scope } from '../domain/tenancy/tenancy.types.ts';
 import type { OrgQuotas } from '../domain/tenancy/quota.types.ts';
+import type { JobStore } from './job-queue.ts';
 
 /**
  * The only door to tenant data. `withTenant(orgId, fn)` runs `fn` in one
@@ -27,6 +28,7 @@ export interface TenantStores {
   readonly apiKeys: ApiKeyStore;
   readonly audit: AuditStore;
   readonly graph: GraphStore;
+  readonly jobs: JobStore;
 }
 
 /**
@@ -96,6 +98,12 @@ export interface MemoryStore {
   deleteMemory(id: string): Promise<boolean>;
   findHistory(id: string): Promise<MemoryVersion[] | undefined>;
   upsertEmbeddings(rows: readonly EmbeddingRow[]): Promise<void>;
+  /**
+   * Stores a vector only if its memory still has the content it was computed
+   * from (`contentHash`), holding the memory row so a concurrent edit waits;
+   * false when the memory was deleted or changed meanwhile.
+   */
+  upsertEmbeddingIfCurrent(row: EmbeddingRow): Promise<boolean>;
   /** Memories with no vector for `model`, or one computed from older content. */
   findMissingEmbeddings(
     model: string,

@@ -17,7 +17,8 @@ export interface FakeOpenAi {
   close(): Promise<void>;
 }
 
-export async function startFakeOpenAi(dimension = 64): Promise<FakeOpenAi> {
+/** `port` 0 (default) picks a free one; a fixed port lets a killed fake come back at the same URL. */
+export async function startFakeOpenAi(dimension = 64, port = 0): Promise<FakeOpenAi> {
   let isDown = false;
   let dim = dimension;
   let calls = 0;
@@ -50,10 +51,10 @@ export async function startFakeOpenAi(dimension = 64): Promise<FakeOpenAi> {
       });
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  const bound = (server.address() as AddressInfo).port;
   return {
-    baseUrl: `http://127.0.0.1:${port}/v1`,
+    baseUrl: `http://127.0.0.1:${bound}/v1`,
     get calls() {
       return calls;
     },

@@ -61,7 +61,8 @@ export async function createTestDatabase(): Promise<TestDatabase> {
 }
 
 export function testConfig(env: Record<string, string>): Config {
-  return loadConfig({ REEMBED_INTERVAL_MS: '0', LOG_LEVEL: 'silent', ...env });
+  // Suites write and search in bursts well past the default quotas; rate-limit tests turn limits on.
+  return loadConfig({ REEMBED_INTERVAL_MS: '0', LOG_LEVEL: 'silent', RATE_LIMIT_ENABLED: 'false', ...env });
 }
 
 export interface TestOrg {

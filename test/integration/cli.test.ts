@@ -1,30 +1,14 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli, spawnServer, type CliRun, type ServerProcess } from '../helpers/server-process.ts';
 import { backend, createTestDatabase, type TestDatabase } from '../helpers/test-engram.ts';
-
-const BIN = fileURLToPath(new URL('../../bin/engram.js', import.meta.url));
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 describe(`engram CLI (${backend})`, () => {
   let db: TestDatabase;
   let env: NodeJS.ProcessEnv;
-  let server: ChildProcess | undefined;
+  let server: ServerProcess | undefined;
 
-  const run = (args: string[], extra: Record<string, string> = {}): Promise<Run> =>
-    new Promise((resolve) => {
-      const p = spawn(process.execPath, [BIN, ...args], { env: { ...env, ...extra } });
-      let stdout = '';
-      let stderr = '';
-      p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      p.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
+  const run = (args: string[], extra: Record<string, string> = {}): Promise<CliRun> =>
+    runCli(args, { ...env, ...extra });
 
   beforeAll(async () => {
     db = await createTestDatabase();
@@ -32,7 +16,7 @@ describe(`engram CLI (${backend})`, () => {
     env = { ...rest, ...db.env, LOG_LEVEL: 'info', REEMBED_INTERVAL_MS: '0', PORT: '0' };
   });
   afterAll(async () => {
-    server?.kill('SIGKILL');
+    server?.child.kill('SIGKILL');
     await db.drop();
   });
 
@@ -56,21 +40,9 @@ describe(`engram CLI (${backend})`, () => {
   });
 
   it('serves, talks to the running server, and refuses to migrate under it', async () => {
-    server = spawn(process.execPath, [BIN, 'serve'], { env });
-    let log = '';
-    const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`server did not start:\n${log}`)), 60_000);
-      const onData = (d: Buffer) => {
-        log += d.toString();
-        const m = /"url":"(http:\/\/[^"]+)"/.exec(log);
-        if (m?.[1] !== undefined) {
-          clearTimeout(timer);
-          resolve(m[1]);
-        }
-      };
-      server?.stdout?.on('data', onData);
-      server?.stderr?.on('data', onData);
-    });
+    server = await spawnServer(env);
+    const { url } = server;
+    const log = server.output();
     expect(log).toContain('created the org "default"');
     expect((await fetch(`${url}/health/ready`)).status).toBe(200);
 
@@ -108,8 +80,7 @@ describe(`engram CLI (${backend})`, () => {
       expect(mig.stderr).toMatch(/STORE_LOCKED: The server \(pid \d+\) is using/);
     }
 
-    server.kill('SIGTERM');
-    await new Promise((r) => server?.once('close', r));
+    await server.stop();
     server = undefined;
 
     // With the server stopped, commands open the store themselves.
@@ -124,7 +95,7 @@ describe(`engram CLI (${backend})`, () => {
     const verify = await run(['migrate', 'verify']);
     expect(verify.stdout).toContain('ok:');
     const del = await run(['memories', 'delete', id]);
-    expect(del.stdout).toContain(`deleted ${id}`);
+    expect(del.stdout, del.stderr).toContain(`deleted ${id}`);
     const gone = await run(['memories', 'get', id]);
     expect(gone.code).toBe(1);
     expect(gone.stderr).toContain('MEMORY_NOT_FOUND');
@@ -138,6 +109,18 @@ describe(`engram CLI (${backend})`, () => {
     expect(dup.code).toBe(1);
     expect(dup.stderr).toContain('CONFLICT');
 
+    const quotas = await run(['orgs', 'quotas', 'acme', '--search', '90', '--write', 'default']);
+    expect(quotas.code, quotas.stderr).toBe(0);
+    expect((JSON.parse(quotas.stdout) as { quotas: unknown[] }).quotas).toEqual(
+      expect.arrayContaining([
+        { class: 'search', perMinute: 90, burst: expect.any(Number), source: 'org' },
+        { class: 'write', perMinute: expect.any(Number), burst: expect.any(Number), source: 'default' },
+      ]),
+    );
+    const badQuota = await run(['orgs', 'quotas', 'acme', '--read', 'lots']);
+    expect(badQuota.code).toBe(1);
+    expect(badQuota.stderr).toContain('VALIDATION_FAILED');
+
     const listed = await run(['audit', 'list', '--action', 'memory.delete']);
     expect(listed.code, listed.stderr).toBe(0);
     // Done directly on the store, the delete is audited with the operator as actor.
@@ -147,5 +130,6 @@ describe(`engram CLI (${backend})`, () => {
     const verifyAll = await run(['audit', 'verify']);
     expect(verifyAll.code, verifyAll.stdout).toBe(0);
     expect(verifyAll.stdout).toMatch(/^ok\s+org default\s+\d+ entries/m);
-  });
+    // About twenty CLI processes, each starting Node and opening the store: minutes on a busy 2-core machine.
+  }, 240_000);
 });

@@ -116,6 +116,44 @@ describe(`${Migrator.name} (${backend})`, () => {
 });
 
 describe(`migrate down then up with data (${backend})`, () => {
+  it('grants the operability scopes (0008) to existing admin-equivalent keys only, and takes them back on down', async () => {
+    const t = await createTestDatabase();
+    const own = await openDatabase(testConfig(t.env).store);
+    try {
+      const m = new Migrator(own.adminDb, own.kind);
+      await m.up(7);
+      const org = '018f0000-0000-7000-8000-000000000001';
+      await sql`INSERT INTO orgs (id, slug, name) VALUES (${org}, 'upgraded', 'Upgraded')`.execute(own.adminDb);
+      for (const [id, scopes] of [
+        ['018f0000-0000-7000-8000-0000000000a1', ['memories:read', 'memories:write', 'admin:keys', 'audit:read']],
+        ['018f0000-0000-7000-8000-0000000000a2', ['memories:read']],
+        ['018f0000-0000-7000-8000-0000000000a3', ['admin:keys', 'ops:read']],
+      ] as const) {
+        await sql`INSERT INTO api_keys (org_id, id, name, prefix, secret_hash, scopes)
+          VALUES (${org}, ${id}, 'k', ${id.slice(-4)}, 'x', ${[...scopes]}::text[])`.execute(own.adminDb);
+      }
+      const scopes = async () =>
+        (
+          await sql<{ id: string; scopes: string[] }>`SELECT id, scopes FROM api_keys ORDER BY id`.execute(own.adminDb)
+        ).rows.map((r) => [...r.scopes].sort());
+      await m.up(8);
+      expect(await scopes()).toEqual([
+        ['admin:keys', 'audit:read', 'jobs:read', 'jobs:write', 'memories:read', 'memories:write', 'ops:read'],
+        ['memories:read'],
+        ['admin:keys', 'jobs:read', 'jobs:write', 'ops:read'],
+      ]);
+      await m.down(1);
+      expect(await scopes()).toEqual([
+        ['admin:keys', 'audit:read', 'memories:read', 'memories:write'],
+        ['memories:read'],
+        ['admin:keys'],
+      ]);
+    } finally {
+      await own.close();
+      await t.drop();
+    }
+  });
+
   it('leaves every table checksum unchanged', async () => {
     const t = await createTestEngram();
     try {

@@ -64,6 +64,7 @@ describe(`search (${backend})`, () => {
     const body = res.json() as { results: Hit[]; mode: string; degraded: string[] };
     expect(body.mode).toBe('hybrid');
     expect(body.degraded).toEqual([]);
+    expect(body).toHaveProperty('degradedReasons', {});
     const top = body.results[0];
     expect(top?.memory.content).toBe(NOTES[4]);
     expect(top?.signals.lexical?.rank).toBe(1);
@@ -188,8 +189,15 @@ describe(`search with an OpenAI-compatible embedder that fails (${backend})`, ()
     });
     expect(res.statusCode).toBe(200);
     expect(res.headers['engram-degraded']).toBe('vector');
-    const body = res.json() as { degraded: string[]; results: Hit[] };
+    const body = res.json() as {
+      degraded: string[];
+      degradedReasons: Record<string, { code: string; message: string }>;
+      results: Hit[];
+    };
     expect(body.degraded).toEqual(['vector']);
+    expect(body.degradedReasons).toEqual({
+      vector: { code: 'EMBEDDER_UNAVAILABLE', message: expect.stringMatching(/unavailable/) },
+    });
     expect(body.results[0]?.memory.id).toBe(written.memory.id);
     expect(body.results[0]?.signals.vector).toBeUndefined();
 

@@ -3,6 +3,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { AppError, errors } from '../../errors.ts';
 import type { Embedder } from '../../ports/embedder.ts';
 import type { TenantDb } from '../../ports/tenant-db.ts';
+import { embedMemoryJob } from '../jobs/embed-memory.handler.ts';
 import type { RequestContext } from '../tenancy/tenancy.types.ts';
 import type { Memory, MemoryFilter, MemoryPatch, MemoryScope, MemoryVersion, NewMemory, Page } from './memory.types.ts';
 
@@ -14,7 +15,7 @@ export interface RememberResult {
   readonly memory: Memory;
   /** False when the same content already existed in the same scope. */
   readonly created: boolean;
-  /** False when the embedder was unavailable; the re-embed job will catch up. */
+  /** False when the embedder was unavailable; an `embed_memory` job, enqueued with the write, will catch up. */
   readonly embedded: boolean;
 }
 
@@ -35,6 +36,8 @@ export class MemoryService {
       readonly embedder: Embedder;
       readonly limits: MemoryLimits;
       readonly onEmbedError?: (e: unknown) => void;
+      /** Attempts of the `embed_memory` job enqueued when embedding fails (default 10). */
+      readonly embedJobMaxAttempts?: number;
     },
   ) {}
 
@@ -43,7 +46,7 @@ export class MemoryService {
     checkValidity(input.validFrom ?? null, input.validTo ?? null);
     const hash = contentHash(content);
     const vector = await this.tryEmbed(content);
-    return this.deps.tenantDb.withTenant(ctx.orgId, async ({ memories }) => {
+    return this.deps.tenantDb.withTenant(ctx.orgId, async ({ memories, jobs }) => {
       const { memory, created } = await memories.insertMemory({
         id: uuidv7(),
         scope: input.scope ?? {},
@@ -60,6 +63,9 @@ export class MemoryService {
         await memories.upsertEmbeddings([
           { memoryId: memory.id, model: this.deps.embedder.model, contentHash: hash, vector },
         ]);
+      } else if (created) {
+        // Same transaction: the memory is never stored without the job that embeds it.
+        await jobs.insertJob(embedMemoryJob(memory.id, this.embedJobMaxAttempts));
       }
       return { memory, created, embedded: vector !== undefined || !created };
     });
@@ -79,7 +85,7 @@ export class MemoryService {
     const content = patch.content === undefined ? undefined : this.checkContent(patch.content);
     const hash = content === undefined ? undefined : contentHash(content);
     const vector = content === undefined ? undefined : await this.tryEmbed(content);
-    const updated = await this.deps.tenantDb.withTenant(ctx.orgId, async ({ memories }) => {
+    const updated = await this.deps.tenantDb.withTenant(ctx.orgId, async ({ memories, jobs }) => {
       const current = await memories.findMemory(id);
       if (current === undefined) return undefined;
       checkValidity(
@@ -97,6 +103,8 @@ export class MemoryService {
       );
       if (m !== undefined && vector !== undefined && hash !== undefined) {
         await memories.upsertEmbeddings([{ memoryId: id, model: this.deps.embedder.model, contentHash: hash, vector }]);
+      } else if (m !== undefined && content !== undefined && m.contentHash !== current.contentHash) {
+        await jobs.insertJob(embedMemoryJob(id, this.embedJobMaxAttempts));
       }
       return m;
     });
@@ -126,7 +134,16 @@ export class MemoryService {
     return raw;
   }
 
-  /** A write never fails because the embedder is down: the memory is stored and embedded later. */
+  private get embedJobMaxAttempts(): number {
+    return this.deps.embedJobMaxAttempts ?? 10;
+  }
+
+  /**
+   * A write never fails because the embedder is down: the memory is stored
+   * with an `embed_memory` job and embedded later. While the embedder's
+   * circuit is open the provider is not called at all (the breaker fails
+   * fast), but a cached vector for the same content is still used.
+   */
   private async tryEmbed(content: string): Promise<Float32Array | undefined> {
     try {
       const [v] = await this.deps.embedder.embed([content]);

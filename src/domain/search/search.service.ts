@@ -2,7 +2,7 @@ import { AppError, errors } from '../../errors.ts';
 import type { Embedder } from '../../ports/embedder.ts';
 import type { SystemStore, TenantDb } from '../../ports/tenant-db.ts';
 import type { RequestContext } from '../tenancy/tenancy.types.ts';
-import type { RankedMemory, SearchHit, SearchRequest, SearchResult, Signal } from './search.types.ts';
+import type { DegradedReason, RankedMemory, SearchHit, SearchRequest, SearchResult, Signal } from './search.types.ts';
 
 export interface SearchLimits {
   readonly searchQueryChars: number;
@@ -72,6 +72,7 @@ export class SearchService {
     }
     const mode = req.mode ?? 'hybrid';
     const degraded: Signal[] = [];
+    const degradedReasons: Partial<Record<Signal, DegradedReason>> = {};
     const { embedder } = this.deps;
 
     let vector: Float32Array | undefined;
@@ -82,6 +83,11 @@ export class SearchService {
         if (mode === 'vector' || (e instanceof AppError && e.code === 'EMBEDDING_DIMENSION_MISMATCH')) throw e;
         this.deps.onEmbedError?.(e);
         degraded.push('vector');
+        // Our own errors carry messages made from known facts; anything else stays generic.
+        degradedReasons.vector =
+          e instanceof AppError
+            ? { code: e.code, message: e.message }
+            : { code: 'EMBEDDER_UNAVAILABLE', message: 'The embedding service failed' };
       }
     }
     const lexicalRanker = await this.deps.system.lexicalRanker();
@@ -121,6 +127,6 @@ export class SearchService {
             score: r.score,
             signals: { [mode]: { rank: i + 1, score: r.score } },
           }));
-    return { results, mode, degraded, lexicalRanker, model: embedder.model };
+    return { results, mode, degraded, degradedReasons, lexicalRanker, model: embedder.model };
   }
 }

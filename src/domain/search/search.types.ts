@@ -23,11 +23,18 @@ export interface SearchHit {
   readonly signals: Partial<Record<Signal, SignalScore>>;
 }
 
+export interface DegradedReason {
+  readonly code: string;
+  readonly message: string;
+}
+
 export interface SearchResult {
   readonly results: readonly SearchHit[];
   readonly mode: SearchMode;
   /** Signals that were wanted but could not answer (e.g. the embedder is down). */
   readonly degraded: readonly Signal[];
+  /** Why each degraded signal is missing: an error code and a message safe to show. */
+  readonly degradedReasons: Partial<Record<Signal, DegradedReason>>;
   readonly lexicalRanker: 'bm25' | 'ts_rank_cd';
   readonly model: string;
 }

@@ -8,7 +8,15 @@ export interface Org {
 }
 
 /** Every permission a credential can carry. Routes and MCP tools each require one. */
-export const ALL_SCOPES = ['memories:read', 'memories:write', 'admin:keys', 'audit:read', 'ops:read'] as const;
+export const ALL_SCOPES = [
+  'memories:read',
+  'memories:write',
+  'admin:keys',
+  'audit:read',
+  'ops:read',
+  'jobs:read',
+  'jobs:write',
+] as const;
 export type Scope = (typeof ALL_SCOPES)[number];
 
 export const ALL_ROLES = ['owner', 'admin', 'member', 'reader', 'service'] as const;

@@ -104,7 +104,8 @@ export function installAuth(app: FastifyInstance, deps: AuthPluginDeps): void {
       status === 401 ||
       status === 403 ||
       (!deps.isPublic(req) && (!isRead || status >= 500 || config.audit === 'always' || deps.auditReads));
-    if (!audited) return payload;
+    // A 429 changed nothing, and auditing each one would turn a flood into audit writes: metrics count them.
+    if (!audited || info.errorCode === 'RATE_LIMITED') return payload;
     const ctx = req.ctx;
     const action = config.action ?? `${req.method} ${req.routeOptions.url}`;
     const params = req.params as Record<string, unknown> | undefined;

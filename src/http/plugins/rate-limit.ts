@@ -36,8 +36,9 @@ export function rateClassOf(req: FastifyRequest): RateClass {
 
 /**
  * Token-bucket rate limiting per org and route class (key `${orgId}:${class}`),
- * in a `preHandler` hook, so it runs after authentication has set `req.ctx`;
- * public and unauthenticated requests are not limited. Every limited response
+ * in an `onRequest` hook installed after authentication's, so `req.ctx` is set
+ * and a refused request costs no body parsing; public and unauthenticated
+ * requests are not limited. Every limited response
  * carries `RateLimit-Limit`/`-Remaining`/`-Reset` (draft-ietf-httpapi-ratelimit-headers:
  * Limit is the bucket's capacity, Reset the seconds until it is full again),
  * `RateLimit-Policy` and the same values as `X-RateLimit-*`. An empty bucket
@@ -62,7 +63,7 @@ export function installRateLimit(app: FastifyInstance, deps: RateLimitPluginDeps
     );
   };
 
-  app.addHook('preHandler', async (req, reply) => {
+  app.addHook('onRequest', async (req, reply) => {
     const ctx = req.ctx;
     if (ctx === undefined || req.routeOptions.url === undefined || req.routeOptions.config.public === true) return;
     const cls = rateClassOf(req);

@@ -74,7 +74,7 @@ export const healthRoutes =
         config: { scope: 'ops:read' },
         schema: {
           tags: ['health'],
-          summary: 'Dependencies with probe latency, errors and the embedder circuit state',
+          summary: 'Dependencies with probe latency, errors and circuit breaker states',
           response: { 200: depsDetail, 503: depsDetail },
         },
       },

@@ -167,7 +167,12 @@ export const memoryRoutes =
           filter: { scope: b.scope, ...b.filters },
         });
         if (r.degraded.length > 0) void reply.header('engram-degraded', r.degraded.join(','));
-        return { ...r, results: r.results.map(presentHit), degraded: [...r.degraded] };
+        return {
+          ...r,
+          results: r.results.map(presentHit),
+          degraded: [...r.degraded],
+          degradedReasons: { ...r.degradedReasons },
+        };
       },
     );
   };

@@ -113,6 +113,7 @@ export function memoryTools(deps: {
         ),
         mode: z.string(),
         degraded: z.array(z.string()),
+        degradedReasons: z.record(z.string(), z.object({ code: z.string(), message: z.string() })),
       }),
       run: async (ctx, a) => {
         const r = await deps.search.search(ctx, {
@@ -129,13 +130,21 @@ export function memoryTools(deps: {
             .map(([s, v]) => `${s} #${v.rank}`)
             .join(', '),
         }));
+        const reasons = Object.values(r.degradedReasons)
+          .map((why) => `: ${why.message}`)
+          .join('');
         const head =
-          r.degraded.length > 0 ? `(degraded: ${r.degraded.join(', ')} unavailable; answered from the rest)\n` : '';
+          r.degraded.length > 0
+            ? `(degraded: ${r.degraded.join(', ')} unavailable${reasons}; answered from the rest)\n`
+            : '';
         const body =
           r.results.length === 0
             ? 'No memories match.'
             : r.results.map((h, i) => `${i + 1}. (${results[i]?.why ?? ''}) ${line(h.memory, 300)}`).join('\n');
-        return { structured: { results, mode: r.mode, degraded: [...r.degraded] }, text: head + body };
+        return {
+          structured: { results, mode: r.mode, degraded: [...r.degraded], degradedReasons: { ...r.degradedReasons } },
+          text: head + body,
+        };
       },
     }),
     defineTool({

@@ -185,6 +185,23 @@ export interface OrgQuotasTable {
   updated_at: Timestamp;
 }
 
+export interface JobsTable {
+  org_id: string;
+  id: string;
+  kind: string;
+  payload: Json;
+  state: ColumnType<string, string | undefined, string>;
+  attempts: ColumnType<number, number | undefined, number>;
+  max_attempts: number;
+  run_at: Timestamp;
+  locked_until: NullableTimestamp;
+  locked_by: string | null;
+  last_error: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  finished_at: NullableTimestamp;
+}
+
 export interface SchemaMigrationsTable {
   version: number;
   name: string;
@@ -208,4 +225,5 @@ export interface DB {
   graph_observations: GraphObservationsTable;
   graph_relations: GraphRelationsTable;
   org_quotas: OrgQuotasTable;
+  jobs: JobsTable;
 }

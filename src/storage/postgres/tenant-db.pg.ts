@@ -21,6 +21,7 @@ import type {
 import { SYSTEM_CHAIN, type AuditEntry, type AuditHead } from '../../domain/audit/audit.types.ts';
 import { PgAuditStore } from './audit-store.pg.ts';
 import { PgGraphStore } from './graph-store.pg.ts';
+import { PgJobStore } from './job-queue.pg.ts';
 import { guard } from './pg-errors.ts';
 import type { ApiKeysTable, DB, MemoriesTable, OrgQuotasTable, OrgsTable } from './schema.ts';
 
@@ -51,6 +52,7 @@ export class PgTenantDb implements TenantDb {
           apiKeys: new PgApiKeyStore(tx, orgId),
           audit: new PgAuditStore(tx, orgId, orgId),
           graph: new PgGraphStore(tx, orgId),
+          jobs: new PgJobStore(tx, orgId),
         });
       }),
     );
@@ -343,6 +345,22 @@ export class PgMemoryStore implements MemoryStore {
         })),
       )
       .execute();
+  }
+
+  async upsertEmbeddingIfCurrent(row: EmbeddingRow): Promise<boolean> {
+    if (!isUuid(row.memoryId)) return false;
+    // FOR SHARE: an edit of this memory (which locks it FOR UPDATE) waits for
+    // us, or we wait for it and then see its new content hash.
+    const current = await this.tx
+      .selectFrom('memories')
+      .select('content_hash')
+      .where('org_id', '=', this.orgId)
+      .where('id', '=', row.memoryId)
+      .forShare()
+      .executeTakeFirst();
+    if (current?.content_hash !== row.contentHash) return false;
+    await this.upsertEmbeddings([row]);
+    return true;
   }
 
   async findMissingEmbeddings(model: string, limit: number) {
