@@ -11,6 +11,8 @@ import { BuiltinEmbedder } from '../../src/embed/builtin.embedder.ts';
  */
 export interface FakeOpenAi {
   readonly baseUrl: string;
+  /** The dimension it was started with. */
+  readonly dimension: number;
   readonly calls: number;
   down(on: boolean): void;
   setDimension(d: number): void;
@@ -55,6 +57,7 @@ export async function startFakeOpenAi(dimension = 64, port = 0): Promise<FakeOpe
   const bound = (server.address() as AddressInfo).port;
   return {
     baseUrl: `http://127.0.0.1:${bound}/v1`,
+    dimension,
     get calls() {
       return calls;
     },
@@ -65,5 +68,21 @@ export async function startFakeOpenAi(dimension = 64, port = 0): Promise<FakeOpe
       dim = d;
     },
     close: () => new Promise((r) => server.close(() => r())),
+  };
+}
+
+/**
+ * Engram's environment for embedding through `fake` with no retries (tests
+ * count calls and open circuits deterministically); `extra` adds breaker,
+ * job or other settings.
+ */
+export function fakeOpenAiEnv(fake: FakeOpenAi, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    EMBEDDER: 'openai',
+    OPENAI_BASE_URL: fake.baseUrl,
+    EMBEDDING_MODEL: 'fake-embed',
+    EMBEDDING_DIMENSION: String(fake.dimension),
+    EMBEDDING_RETRIES: '0',
+    ...extra,
   };
 }

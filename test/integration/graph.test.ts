@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GraphService } from '../../src/domain/graph/graph.service.ts';
 import type { Entity, Graph } from '../../src/domain/graph/graph.types.ts';
-import { startFakeOpenAi, type FakeOpenAi } from '../helpers/fake-openai.ts';
+import { fakeOpenAiEnv, startFakeOpenAi, type FakeOpenAi } from '../helpers/fake-openai.ts';
 import { backend, createTestEngram, type TestEngram, type TestOrg } from '../helpers/test-engram.ts';
 
 const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
@@ -417,15 +417,12 @@ describe(`${GraphService.name} with an embedder that fails (${backend})`, () => 
 
   beforeAll(async () => {
     fake = await startFakeOpenAi(384);
-    t = await createTestEngram({
-      EMBEDDER: 'openai',
-      OPENAI_BASE_URL: fake.baseUrl,
-      EMBEDDING_MODEL: 'fake-embed',
-      EMBEDDING_DIMENSION: '384',
-      EMBEDDING_RETRIES: '0',
-      EMBEDDING_BREAKER_THRESHOLD: '3',
-      EMBEDDING_BREAKER_HALF_OPEN_MS: '200',
-    });
+    t = await createTestEngram(
+      fakeOpenAiEnv(fake, {
+        EMBEDDING_BREAKER_THRESHOLD: '3',
+        EMBEDDING_BREAKER_HALF_OPEN_MS: '200',
+      }),
+    );
   });
   afterAll(async () => {
     await t.close();

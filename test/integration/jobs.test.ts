@@ -4,7 +4,7 @@ import { buildCli } from '../../src/cli/main.ts';
 import type { Job } from '../../src/domain/jobs/job.types.ts';
 import { backoffMs, JobWorker } from '../../src/domain/jobs/job.worker.ts';
 import { PgTenantDb } from '../../src/storage/postgres/tenant-db.pg.ts';
-import { startFakeOpenAi, type FakeOpenAi } from '../helpers/fake-openai.ts';
+import { fakeOpenAiEnv, startFakeOpenAi, type FakeOpenAi } from '../helpers/fake-openai.ts';
 import { backend, createTestEngram, type TestEngram, type TestOrg } from '../helpers/test-engram.ts';
 
 interface JobJson {
@@ -54,19 +54,16 @@ describe(`background jobs (${backend})`, () => {
 
   beforeAll(async () => {
     fake = await startFakeOpenAi(64);
-    t = await createTestEngram({
-      EMBEDDER: 'openai',
-      OPENAI_BASE_URL: fake.baseUrl,
-      EMBEDDING_MODEL: 'fake-embed',
-      EMBEDDING_DIMENSION: '64',
-      EMBEDDING_RETRIES: '0',
-      // The circuit never opens here, so "embedder back" takes effect at once.
-      EMBEDDING_BREAKER_THRESHOLD: '1000',
-      JOBS_MAX_ATTEMPTS: '3',
-      // Retries are far in the future unless a test makes a job due.
-      JOBS_BACKOFF_BASE_MS: '600000',
-      JOBS_BACKOFF_MAX_MS: '3600000',
-    });
+    t = await createTestEngram(
+      fakeOpenAiEnv(fake, {
+        // The circuit never opens here, so "embedder back" takes effect at once.
+        EMBEDDING_BREAKER_THRESHOLD: '1000',
+        JOBS_MAX_ATTEMPTS: '3',
+        // Retries are far in the future unless a test makes a job due.
+        JOBS_BACKOFF_BASE_MS: '600000',
+        JOBS_BACKOFF_MAX_MS: '3600000',
+      }),
+    );
   });
   afterAll(async () => {
     await t.close();

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeOpenAi, type FakeOpenAi } from '../helpers/fake-openai.ts';
+import { fakeOpenAiEnv, startFakeOpenAi, type FakeOpenAi } from '../helpers/fake-openai.ts';
 import { backend, createTestEngram, type TestEngram, type TestOrg } from '../helpers/test-engram.ts';
 
 interface Sample {
@@ -208,15 +208,12 @@ describe(`operability with a failing embedder (${backend})`, () => {
 
   beforeAll(async () => {
     fake = await startFakeOpenAi(64);
-    t = await createTestEngram({
-      EMBEDDER: 'openai',
-      OPENAI_BASE_URL: fake.baseUrl,
-      EMBEDDING_MODEL: 'fake-embed',
-      EMBEDDING_DIMENSION: '64',
-      EMBEDDING_RETRIES: '0',
-      EMBEDDING_BREAKER_THRESHOLD: '3',
-      EMBEDDING_BREAKER_HALF_OPEN_MS: '60000',
-    });
+    t = await createTestEngram(
+      fakeOpenAiEnv(fake, {
+        EMBEDDING_BREAKER_THRESHOLD: '3',
+        EMBEDDING_BREAKER_HALF_OPEN_MS: '60000',
+      }),
+    );
     org = await t.makeOrg();
   });
   afterAll(async () => {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backend, createTestEngram, type TestEngram, type TestOrg } from '../helpers/test-engram.ts';
-import { startFakeOpenAi, type FakeOpenAi } from '../helpers/fake-openai.ts';
+import { fakeOpenAiEnv, startFakeOpenAi, type FakeOpenAi } from '../helpers/fake-openai.ts';
 import { sql } from 'kysely';
 import { PgMemoryStore, PgTenantDb } from '../../src/storage/postgres/tenant-db.pg.ts';
 
@@ -158,15 +158,12 @@ describe(`search with an OpenAI-compatible embedder that fails (${backend})`, ()
 
   beforeAll(async () => {
     fake = await startFakeOpenAi(64);
-    t = await createTestEngram({
-      EMBEDDER: 'openai',
-      OPENAI_BASE_URL: fake.baseUrl,
-      EMBEDDING_MODEL: 'fake-embed',
-      EMBEDDING_DIMENSION: '64',
-      EMBEDDING_RETRIES: '0',
-      EMBEDDING_BREAKER_THRESHOLD: '3',
-      EMBEDDING_BREAKER_HALF_OPEN_MS: '200',
-    });
+    t = await createTestEngram(
+      fakeOpenAiEnv(fake, {
+        EMBEDDING_BREAKER_THRESHOLD: '3',
+        EMBEDDING_BREAKER_HALF_OPEN_MS: '200',
+      }),
+    );
     org = await t.makeOrg();
   });
   afterAll(async () => {
