@@ -64,5 +64,6 @@ export default tseslint.config(
   layer(['src/mcp/**/*.ts'], ['http', 'storage', 'cli']),
   // auth/ verifies credentials and holds the policy; its tests may use real stores.
   { ...layer(['src/auth/**/*.ts'], ['storage', 'http', 'mcp', 'cli', 'embed'], drivers), ignores: ['**/*.test.ts'] },
+  layer(['src/code/**/*.ts'], ['storage', 'http', 'mcp', 'cli', 'auth']),
   layer(['src/ports/**/*.ts'], ['storage', 'http', 'mcp', 'embed', 'cli'], drivers),
 );
