@@ -321,7 +321,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       backoff: { baseMs: config.jobs.backoffBaseMs, maxMs: config.jobs.backoffMaxMs },
       retentionMs: config.jobs.retentionMs,
       // While the embedder's circuit is open, embed jobs wait instead of spending attempts.
-      isPaused: (kind) => kind === EMBED_MEMORY && embedder.breakerState === 'open',
+      isPaused: (kind) => kind === EMBED_MEMORY && !embedder.acceptsCalls,
       onOutcome: (job, outcome, err) => {
         metrics.jobsProcessed.inc({ kind: job.kind, result: outcome });
         const fields = { jobId: job.id, orgId: job.orgId, kind: job.kind, attempt: job.attempts };

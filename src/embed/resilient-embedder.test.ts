@@ -159,6 +159,26 @@ describe(ResilientEmbedder.name, () => {
       expect(inner.calls).toBe(3);
     });
 
+    it('says it accepts calls again once the half-open delay has passed, though the circuit reads open until called', async () => {
+      let failing = true;
+      const reference = new BuiltinEmbedder('m', DIM);
+      const inner = new CountingEmbedder('m', (batch) =>
+        failing ? Promise.reject(new Error('provider down')) : reference.embed(batch),
+      );
+      const embedder = wrapped(inner, { retries: 0, breakerThreshold: 2, halfOpenAfterMs: 50 });
+      expect(embedder.acceptsCalls).toBe(true);
+      for (let i = 0; i < 2; i++) await rejection(embedder.embed([`x${i}`]));
+      expect(embedder.breakerState).toBe('open');
+      expect(embedder.acceptsCalls).toBe(false);
+      await new Promise((r) => setTimeout(r, 80));
+      // Nobody called: the circuit still reads open, but the next call would be the probe.
+      expect(embedder.breakerState).toBe('open');
+      expect(embedder.acceptsCalls).toBe(true);
+      failing = false;
+      expect(await embedder.embed(['probe'])).toHaveLength(1);
+      expect(embedder.breakerState).toBe('closed');
+    });
+
     it('throws EMBEDDER_UNAVAILABLE when the inner embedder hangs past the timeout', async () => {
       const inner = new CountingEmbedder('m', () => new Promise<Float32Array[]>(() => undefined));
       const error = await rejection(wrapped(inner, { timeoutMs: 50, retries: 0 }).embed(['x']));

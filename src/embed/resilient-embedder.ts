@@ -97,7 +97,24 @@ export class ResilientEmbedder implements Embedder {
       { maxAttempts: opts.retries, backoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2_000 }) },
     );
     this.policy = wrap(retryPolicy, this.breaker, timeout(opts.timeoutMs, TimeoutStrategy.Aggressive));
+    this.halfOpenAfterMs = opts.halfOpenAfterMs;
+    this.breaker.onBreak(() => {
+      this.openedAt = Date.now();
+    });
   }
+
+  /**
+   * Whether a call now would reach the provider: the circuit is not open, or
+   * it has been open long enough that the next call is its half-open probe.
+   * (The circuit only half-opens when called, so a caller that waits for it
+   * to leave `open` without calling would wait forever.)
+   */
+  get acceptsCalls(): boolean {
+    return this.breaker.state !== CircuitState.Open || Date.now() - this.openedAt >= this.halfOpenAfterMs;
+  }
+
+  private readonly halfOpenAfterMs: number;
+  private openedAt = 0;
 
   get breakerState(): BreakerState {
     switch (this.breaker.state) {
