@@ -8,10 +8,7 @@
  * See docs/benchmarks.md for what is measured and how to read the results.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
   EmbeddedJWK,
@@ -33,8 +30,17 @@ import {
   type Backend,
   type BackendName,
 } from './lib/backend.ts';
-import { gitCommit, machine, resultFileName } from './lib/facts.ts';
-import { markdownTable, round, summarize, table, type LatencySummary } from './lib/stats.ts';
+import {
+  DEFAULT_RESULTS_DIR,
+  errText,
+  forEachBackend,
+  log,
+  positiveInt,
+  runBench,
+  writeResult,
+  type BenchFacts,
+} from './lib/cli.ts';
+import { markdownTable, round, roundSummary, summarize, table, type LatencySummary } from './lib/stats.ts';
 
 /** `none` is the baseline: a public route, no credentials. */
 const METHODS = ['none', 'api_key', 'jwt', 'jwt_dpop'] as const;
@@ -73,13 +79,6 @@ backend, VALKEY_URL (optional, postgres only, holds the DPoP replay cache).
 Both must point at 127.0.0.1.
 `;
 
-const positiveInt = (name: string, v: string | undefined, def: number): number => {
-  if (v === undefined) return def;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer (got ${v})`);
-  return n;
-};
-
 const oneOf = <T extends string>(name: string, v: string | undefined, allowed: readonly T[], def: T): T => {
   if (v === undefined) return def;
   if (!(allowed as readonly string[]).includes(v)) throw new Error(`--${name} must be one of ${allowed.join(', ')}`);
@@ -114,26 +113,12 @@ function parseOptions(argv: string[]) {
     tokenAlg: oneOf<TokenAlg>('token-alg', values['token-alg'], TOKEN_ALGS, 'ES256'),
     proofAlg: oneOf<ProofAlg>('proof-alg', values['proof-alg'], PROOF_ALGS, 'ES256'),
     markdown: values.markdown,
-    out: values.out ?? path.join(path.dirname(fileURLToPath(import.meta.url)), 'results'),
+    out: values.out ?? DEFAULT_RESULTS_DIR,
   };
 }
 type Options = ReturnType<typeof parseOptions>;
 
-const log = (msg: string): void => {
-  process.stderr.write(`[bench] ${msg}\n`);
-};
 const fmt = (x: number, d = 3): string => (Number.isFinite(x) ? x.toFixed(d) : '-');
-const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
-
-const roundSummary = (s: LatencySummary, digits = 4): LatencySummary => ({
-  count: s.count,
-  min: round(s.min, digits),
-  mean: round(s.mean, digits),
-  p50: round(s.p50, digits),
-  p95: round(s.p95, digits),
-  p99: round(s.p99, digits),
-  max: round(s.max, digits),
-});
 
 /**
  * A stand-in identity provider and one DPoP client: real jose keys and
@@ -337,7 +322,7 @@ async function httpRuns(b: Backend, opts: Options, c: Credentials, idp: Idp) {
       request: REQUEST[method],
       requests: opts.n,
       errors: errors.get(method) ?? 0,
-      latencyMs: roundSummary(s),
+      latencyMs: roundSummary(s, 4),
       addedP50Ms: round(s.p50 - base.p50, 4),
       addedMeanMs: round(s.mean - base.mean, 4),
       ...(firstError === undefined ? {} : { firstError }),
@@ -347,7 +332,7 @@ async function httpRuns(b: Backend, opts: Options, c: Credentials, idp: Idp) {
   const mint: MintResult = {
     alg: opts.proofAlg,
     proofs: mints.length,
-    latencyMs: roundSummary(m),
+    latencyMs: roundSummary(m, 4),
     proofsPerSec: round(mints.length / (mints.reduce((a, x) => a + x, 0) / 1000), 0),
   };
   return { runs, mint };
@@ -393,7 +378,7 @@ async function inProcessRuns(b: Backend, opts: Options, c: Credentials, idp: Idp
       method,
       calls: opts.n,
       errors: errors.get(method) ?? 0,
-      latencyMs: roundSummary(summarize(samples.get(method) ?? [])),
+      latencyMs: roundSummary(summarize(samples.get(method) ?? []), 4),
       ...(firstError === undefined ? {} : { firstError }),
     };
   });
@@ -455,7 +440,7 @@ async function primitiveRuns(opts: Options, idp: Idp): Promise<PrimitiveRun[]> {
       primitive: step.primitive,
       alg: step.alg,
       usedBy: step.usedBy,
-      latencyMs: roundSummary(summarize(samples)),
+      latencyMs: roundSummary(summarize(samples), 4),
     });
   }
   return out;
@@ -503,31 +488,19 @@ async function benchBackend(name: BackendName, opts: Options, idp: Idp): Promise
   }
 }
 
-async function main(): Promise<number> {
-  const opts = parseOptions(process.argv.slice(2));
-  if (opts.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  const startedAt = new Date();
-  // Taken before the server starts: the code measured is the code at this commit.
-  const commit = gitCommit();
-  const m = machine();
+async function main(opts: Options, facts: BenchFacts): Promise<number> {
+  const m = facts.machine;
   log(
     `n=${opts.n}, warmup=${opts.warmup}, backends=${opts.backends.join(',')}, token ${opts.tokenAlg}, ` +
       `proof ${opts.proofAlg}; ${m.cpus} CPUs, ${m.totalMemGiB} GiB, node ${m.node}`,
   );
   const idp = await identityProvider(opts.tokenAlg, opts.proofAlg);
 
-  const results: BackendResult[] = [];
-  for (const name of opts.backends) {
-    try {
-      results.push(await benchBackend(name, opts, idp));
-    } catch (e) {
-      log(`${name} failed: ${errText(e)}`);
-      results.push({ backend: name, info: {}, config: {}, http: [], inProcess: [], error: errText(e) });
-    }
-  }
+  const results = await forEachBackend(
+    opts.backends,
+    (name) => benchBackend(name, opts, idp),
+    (name, error): BackendResult => ({ backend: name, info: {}, config: {}, http: [], inProcess: [], error }),
+  );
 
   log(`jose primitives, ${opts.warmup} warm-up + ${opts.n} measured calls each`);
   const primitives = await primitiveRuns(opts, idp);
@@ -587,28 +560,8 @@ async function main(): Promise<number> {
     );
   }
 
-  const finishedAt = new Date();
-  mkdirSync(opts.out, { recursive: true });
-  const file = path.join(opts.out, resultFileName('auth', startedAt));
   const { help: _help, markdown: _md, out: _out, ...recorded } = opts;
-  writeFileSync(
-    file,
-    `${JSON.stringify(
-      {
-        benchmark: 'auth',
-        startedAt: startedAt.toISOString(),
-        finishedAt: finishedAt.toISOString(),
-        commit,
-        machine: m,
-        options: recorded,
-        results,
-        primitives,
-      },
-      null,
-      2,
-    )}\n`,
-  );
-  process.stdout.write(`\nResults written to ${path.relative(process.cwd(), file)}\n`);
+  writeResult(opts.out, 'auth', facts, { options: recorded, results, primitives });
   const failed = results.some(
     (r) => r.error !== undefined || r.http.some((x) => x.errors > 0) || r.inProcess.some((x) => x.errors > 0),
   );
@@ -616,20 +569,11 @@ async function main(): Promise<number> {
 }
 
 // Ctrl-C still stops the server and drops the database.
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    log(`${sig}: cleaning up`);
-    const b = active;
-    void (b === undefined ? Promise.resolve() : b.close()).finally(() => process.exit(130));
-  });
-}
-
-main().then(
-  (code) => {
-    process.exitCode = code;
+runBench({
+  help: HELP,
+  parse: parseOptions,
+  main,
+  cleanup: async () => {
+    await active?.close();
   },
-  (e: unknown) => {
-    log(`failed: ${errText(e)}`);
-    process.exitCode = 1;
-  },
-);
+});

@@ -45,7 +45,7 @@ export interface Backend {
 export interface BackendOptions {
   readonly databaseUrl: string;
   readonly valkeyUrl: string | undefined;
-  /** Extra environment for loadConfig (e.g. DATABASE_POOL_MAX). */
+  /** Extra environment for loadConfig (e.g. DATABASE_POOL_MAX, EMBEDDER). */
   readonly env: Readonly<Record<string, string>>;
   /**
    * Reuse a store kept by an earlier `--keep` run instead of a fresh one: its
@@ -115,13 +115,16 @@ export async function startBackend(name: BackendName, opts: BackendOptions): Pro
 
   try {
     const env: Record<string, string> = {
+      // Benchmarks measure the server, not the default quotas (`opts.env` may turn limits back on).
+      RATE_LIMIT_ENABLED: 'false',
+      // Unless `opts.env` says otherwise (bench:load uses an external embedder and fewer logs).
+      EMBEDDER: 'builtin',
+      LOG_LEVEL: 'warn',
       ...opts.env,
       HOST: '127.0.0.1',
       PORT: '0',
-      LOG_LEVEL: 'warn',
       ENGRAM_DATA_DIR: dataDir,
       REEMBED_INTERVAL_MS: '0',
-      EMBEDDER: 'builtin',
     };
     const info: Record<string, unknown> = {};
     if (name === 'postgres') {

@@ -34,6 +34,17 @@ export function summarize(samples: readonly number[]): LatencySummary {
 export const round = (x: number, digits = 2): number =>
   Number.isFinite(x) ? Math.round(x * 10 ** digits) / 10 ** digits : x;
 
+/** Every figure of a summary rounded, for the JSON result. */
+export const roundSummary = (s: LatencySummary, digits = 2): LatencySummary => ({
+  count: s.count,
+  min: round(s.min, digits),
+  mean: round(s.mean, digits),
+  p50: round(s.p50, digits),
+  p95: round(s.p95, digits),
+  p99: round(s.p99, digits),
+  max: round(s.max, digits),
+});
+
 /** A plain-text table with right-aligned numeric columns. */
 export function table(header: readonly string[], rows: readonly (readonly (string | number)[])[]): string {
   const cells = [header, ...rows].map((r) => r.map((c) => String(c)));
