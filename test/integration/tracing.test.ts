@@ -369,3 +369,39 @@ describe(`request logs (${backend})`, () => {
     expect(line?.span_id).toMatch(/^[0-9a-f]{16}$/);
   });
 });
+
+describe(`request logs with tracing off (${backend})`, () => {
+  let t: TestEngram;
+  let org: TestOrg;
+  const capture = capturingLogger();
+
+  beforeAll(async () => {
+    t = await createTestEngram({}, { logger: capture.log });
+    org = await t.makeOrg();
+  });
+  afterAll(async () => t?.close());
+
+  it('logs a client that hangs up mid-request as aborted, not as an error', async () => {
+    const url = await t.app.listen({ host: '127.0.0.1', port: 0 });
+    const { request } = await import('node:http');
+    const req = request(new URL('/v1/memories', url), {
+      method: 'POST',
+      headers: { ...org.auth, 'content-type': 'application/json', 'content-length': '1000' },
+    });
+    req.on('error', () => undefined);
+    req.write('{"content": "half a bo');
+    // Let the server route the request before the client hangs up.
+    await new Promise((r) => setTimeout(r, 100));
+    req.destroy();
+    await waitFor(() => capture.lines().some((l) => l.msg === 'request aborted by the client'));
+    const aborted = capture.lines().find((l) => l.msg === 'request aborted by the client');
+    expect(aborted).toMatchObject({ method: 'POST', route: '/v1/memories' });
+    expect(capture.lines().filter((l) => typeof l.level === 'number' && l.level >= 50)).toEqual([]);
+  });
+});
+
+/** Polls `cond` every 20 ms until it holds or `timeoutMs` passes (then returns quietly). */
+async function waitFor(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+}

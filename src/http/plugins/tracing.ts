@@ -115,8 +115,10 @@ function finish(req: FastifyRequest, status: number | undefined): void {
  * `traceparent` (tracing off still lets logs join the caller's trace).
  */
 export function traceIdOf(req: FastifyRequest): string | undefined {
-  if (req.trace !== null) {
-    const sc = req.trace.span.spanContext();
+  // Undefined, not null, when tracing is off: the plugin that decorates requests is not installed.
+  const span = (req.trace as FastifyRequest['trace'] | undefined)?.span;
+  if (span !== undefined) {
+    const sc = span.spanContext();
     if (trace.isSpanContextValid(sc)) return sc.traceId;
   }
   const header = req.headers.traceparent;
