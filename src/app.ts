@@ -19,6 +19,8 @@ import type { Tracer } from '@opentelemetry/api';
 import type { Authenticator } from './auth/authenticator.ts';
 import type { HttpConfig } from './config/config.ts';
 import type { AuditService } from './domain/audit/audit.service.ts';
+import type { CodeQueryService } from './domain/code/code-query.service.ts';
+import type { RepoService } from './domain/code/repo.service.ts';
 import type { JobService } from './domain/jobs/job.service.ts';
 import type { MemoryService } from './domain/memory/memory.service.ts';
 import type { SearchService } from './domain/search/search.service.ts';
@@ -32,6 +34,7 @@ import { installTracing } from './http/plugins/tracing.ts';
 import { installRateLimit, type RateLimitPluginDeps } from './http/plugins/rate-limit.ts';
 import { DOCS_CSP, registerSecurity } from './http/plugins/security.ts';
 import { auditRoutes } from './http/routes/audit.routes.ts';
+import { codeRoutes } from './http/routes/code.routes.ts';
 import { healthRoutes } from './http/routes/health.routes.ts';
 import { jobRoutes } from './http/routes/jobs.routes.ts';
 import { mcpRoutes, type McpRouteDeps } from './http/routes/mcp.routes.ts';
@@ -49,6 +52,8 @@ export interface AppDeps {
   readonly audit: AuditService;
   /** The org's background jobs (/v1/jobs); omitted: no such routes. */
   readonly jobs?: JobService | undefined;
+  /** Code intelligence (/v1/repos, /v1/code); omitted: no such routes. */
+  readonly code?: { readonly repos: RepoService; readonly query: CodeQueryService } | undefined;
   readonly authenticator: Authenticator;
   readonly health: Health;
   /** Dependency states for /health/deps; omitted: no such routes. */
@@ -253,6 +258,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(keyRoutes({ apiKeys: deps.apiKeys }));
   await app.register(auditRoutes({ audit: deps.audit }));
   if (deps.jobs !== undefined) await app.register(jobRoutes({ jobs: deps.jobs }));
+  if (deps.code !== undefined) await app.register(codeRoutes({ repos: deps.code.repos, code: deps.code.query }));
   if (deps.mcp !== undefined) await app.register(mcpRoutes(deps.mcp));
   return app;
 }

@@ -49,7 +49,7 @@ export const errors = {
   validation: (message: string, details?: unknown) => new AppError('VALIDATION_FAILED', message, { details }),
   unauthenticated: (message = 'A valid API key is required') => new AppError('UNAUTHENTICATED', message),
   forbidden: (message = 'Not allowed') => new AppError('FORBIDDEN', message),
-  notFound: (kind: 'memory' | 'api key' | 'org' | 'job' | 'resource', id: string) =>
+  notFound: (kind: 'memory' | 'api key' | 'org' | 'job' | 'repo' | 'resource', id: string) =>
     new AppError(
       kind === 'memory'
         ? 'MEMORY_NOT_FOUND'

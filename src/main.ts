@@ -18,6 +18,12 @@ import { ReembedService } from './domain/memory/reembed.service.ts';
 import { embedMemoryHandler } from './domain/jobs/embed-memory.handler.ts';
 import { JobService } from './domain/jobs/job.service.ts';
 import { EMBED_MEMORY } from './domain/jobs/job.types.ts';
+import { CodeIndexer } from './domain/code/code-indexer.ts';
+import { CodeQueryService } from './domain/code/code-query.service.ts';
+import { INDEX_REPO } from './domain/code/code.types.ts';
+import { RepoService } from './domain/code/repo.service.ts';
+import { LocalRepoWorkspace } from './code/local-workspace.ts';
+import { createTreeSitterParser } from './code/tree-sitter-parser.ts';
 import { JobWorker } from './domain/jobs/job.worker.ts';
 import { SearchService } from './domain/search/search.service.ts';
 import { ApiKeyService } from './domain/tenancy/api-key.service.ts';
@@ -71,6 +77,10 @@ export interface Engram {
   readonly reembed: ReembedService;
   /** An org's background jobs (list, retry). */
   readonly jobs: JobService;
+  /** The org's repository registry (register, list, re-index, remove). */
+  readonly repos: RepoService;
+  /** Symbols, definitions and references of the org's indexed code. */
+  readonly code: CodeQueryService;
   /** The durable job queue, across orgs (workers' side). */
   readonly jobQueue: JobQueue;
   /** This process's job worker; `startServer` starts it, tests drive it with `runOnce`/`drain`. */
@@ -311,9 +321,17 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
     const reembed = new ReembedService({ tenantDb, system, embedder });
     const jobQueue = new PgJobQueue(database.adminDb);
     const jobs = new JobService({ tenantDb });
+    const workspace = new LocalRepoWorkspace({ dataDir: config.dataDir, ...config.code });
+    const parser = await createTreeSitterParser();
+    const repos = new RepoService({ tenantDb, workspace, jobMaxAttempts: config.jobs.maxAttempts });
+    const code = new CodeQueryService({ tenantDb });
+    const indexer = new CodeIndexer({ tenantDb, parser, workspace });
     const worker = new JobWorker({
       queue: jobQueue,
-      handlers: new Map([[EMBED_MEMORY, embedMemoryHandler({ tenantDb, embedder })]]),
+      handlers: new Map([
+        [EMBED_MEMORY, embedMemoryHandler({ tenantDb, embedder })],
+        [INDEX_REPO, indexer.handler()],
+      ]),
       workerId: `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`,
       concurrency: config.jobs.concurrency,
       pollMs: config.jobs.pollMs,
@@ -357,6 +375,8 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       authenticator,
       reembed,
       jobs,
+      repos,
+      code,
       jobQueue,
       worker,
       rateLimiter,
@@ -546,6 +566,7 @@ export function appDeps(engram: Engram, health: Health, log?: Logger): AppDeps {
     apiKeys: engram.apiKeys,
     audit: engram.audit,
     jobs: engram.jobs,
+    code: { repos: engram.repos, query: engram.code },
     authenticator: engram.authenticator,
     health,
     dependencies: dependencyHealth(engram),

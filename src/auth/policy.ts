@@ -8,7 +8,17 @@ import { ALL_SCOPES, isScope, type Role, type Scope } from '../domain/tenancy/te
 export const ROLE_SCOPES: Readonly<Record<Role, readonly Scope[]>> = {
   // The owner holds every scope, including ones added by later releases.
   owner: ALL_SCOPES,
-  admin: ['memories:read', 'memories:write', 'admin:keys', 'audit:read', 'ops:read', 'jobs:read', 'jobs:write'],
+  admin: [
+    'memories:read',
+    'memories:write',
+    'admin:keys',
+    'audit:read',
+    'ops:read',
+    'jobs:read',
+    'jobs:write',
+    'code:read',
+    'code:write',
+  ],
   member: ['memories:read', 'memories:write'],
   reader: ['memories:read'],
   service: ['memories:read', 'memories:write'],

@@ -16,6 +16,7 @@ import { DataDirLock, readLock } from '../storage/local/data-dir-lock.ts';
 import { openDatabase } from '../storage/postgres/database.ts';
 import { Migrator, migrationLabel } from '../storage/postgres/migrator.ts';
 import { auditCli, readKey, withStore, withTarget, type Target } from './target.ts';
+import { reposCommand } from './repos.ts';
 
 const out = (s: string): void => {
   process.stdout.write(`${s}\n`);
@@ -146,7 +147,7 @@ export function buildCli(): Command {
     .requiredOption('--name <name>', 'a label, e.g. "ci" or "claude-desktop"')
     .option(
       '--scopes <list>',
-      'comma-separated: memories:read,memories:write,admin:keys,audit:read,ops:read,jobs:read,jobs:write (default: all)',
+      'comma-separated: memories:read,memories:write,admin:keys,audit:read,ops:read,jobs:read,jobs:write,code:read,code:write (default: all)',
     )
     .option('--expires-in <duration>', 'e.g. 12h, 90d, 4w')
     .addOption(orgOpt)
@@ -576,6 +577,7 @@ export function buildCli(): Command {
         out(`re-driven ${r.requeued} dead job(s)`);
       });
     });
+  program.addCommand(reposCommand(onTarget, orgOpt));
   return program;
 }
 

@@ -111,6 +111,9 @@ const envSchema = z.object({
   JOBS_BACKOFF_MAX_MS: intFrom(900_000, 0, 86_400_000),
   JOBS_LEASE_MS: intFrom(300_000, 1_000, 86_400_000),
   JOBS_RETENTION_HOURS: intFrom(168, 0, 87_600),
+  CODE_ALLOWED_ROOTS: list(''),
+  CODE_MAX_FILE_BYTES: intFrom(1_048_576, 1, 1_073_741_824),
+  CODE_MAX_FILES: intFrom(50_000, 1, 10_000_000),
   SHUTDOWN_TIMEOUT_MS: intFrom(10_000, 0, 600_000),
   SHUTDOWN_DELAY_MS: intFrom(0, 0, 300_000),
   AUTH_ISSUER: z.string().trim().min(1).optional(),
@@ -180,6 +183,7 @@ export interface Config {
   };
   readonly reembedIntervalMs: number;
   readonly jobs: JobsConfig;
+  readonly code: CodeConfig;
   readonly shutdownTimeoutMs: number;
   /**
    * After SIGTERM, how long to keep serving with /health/ready at 503 before
@@ -222,6 +226,16 @@ export interface TracingConfig {
   readonly serviceName: string;
   /** Share of new traces sampled (0…1); a sampled or unsampled parent (`traceparent`) decides for its children. */
   readonly sampleRatio: number;
+}
+
+/** Code intelligence: which local paths may be registered as repositories, and what the indexer reads. */
+export interface CodeConfig {
+  /** Absolute directories under which local repositories may be registered (by path or file:// URL); empty: none. */
+  readonly allowedRoots: readonly string[];
+  /** Files larger than this are not indexed. */
+  readonly maxFileBytes: number;
+  /** The walk stops after this many files per repository. */
+  readonly maxFiles: number;
 }
 
 /** The durable job queue and this instance's worker (see docs/operations.md, "Background jobs"). */
@@ -490,6 +504,11 @@ export function loadConfig(env: Env = process.env): Config {
       leaseMs: e.JOBS_LEASE_MS,
       retentionMs: e.JOBS_RETENTION_HOURS * 3_600_000,
     }),
+    code: Object.freeze({
+      allowedRoots: e.CODE_ALLOWED_ROOTS.map((r) => path.resolve(r)),
+      maxFileBytes: e.CODE_MAX_FILE_BYTES,
+      maxFiles: e.CODE_MAX_FILES,
+    }),
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     shutdownDelayMs: e.SHUTDOWN_DELAY_MS,
     auth: Object.freeze({
@@ -628,6 +647,7 @@ export function redactedSummary(config: Config): Record<string, unknown> {
         : {}),
     },
     limits: config.limits,
+    code: config.code,
     auth: {
       apiKeys: true,
       jwt:

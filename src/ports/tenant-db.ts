@@ -12,6 +12,7 @@ import type { Relation } from '../domain/graph/graph.types.ts';
 import type { ApiKey, Org, Scope } from '../domain/tenancy/tenancy.types.ts';
 import type { OrgQuotas } from '../domain/tenancy/quota.types.ts';
 import type { JobStore } from './job-queue.ts';
+import type { CodeStore } from './code-store.ts';
 
 /**
  * The only door to tenant data. `withTenant(orgId, fn)` runs `fn` in one
@@ -29,6 +30,7 @@ export interface TenantStores {
   readonly audit: AuditStore;
   readonly graph: GraphStore;
   readonly jobs: JobStore;
+  readonly code: CodeStore;
 }
 
 /**

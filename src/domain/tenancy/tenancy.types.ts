@@ -16,6 +16,8 @@ export const ALL_SCOPES = [
   'ops:read',
   'jobs:read',
   'jobs:write',
+  'code:read',
+  'code:write',
 ] as const;
 export type Scope = (typeof ALL_SCOPES)[number];
 

@@ -21,6 +21,7 @@ import type {
 import { SYSTEM_CHAIN, type AuditEntry, type AuditHead } from '../../domain/audit/audit.types.ts';
 import { PgAuditStore } from './audit-store.pg.ts';
 import { PgGraphStore } from './graph-store.pg.ts';
+import { PgCodeStore } from './code-store.pg.ts';
 import { PgJobStore } from './job-queue.pg.ts';
 import { guard } from './pg-errors.ts';
 import type { ApiKeysTable, DB, MemoriesTable, OrgQuotasTable, OrgsTable } from './schema.ts';
@@ -53,6 +54,7 @@ export class PgTenantDb implements TenantDb {
           audit: new PgAuditStore(tx, orgId, orgId),
           graph: new PgGraphStore(tx, orgId),
           jobs: new PgJobStore(tx, orgId),
+          code: new PgCodeStore(tx, orgId),
         });
       }),
     );

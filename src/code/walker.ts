@@ -1,0 +1,107 @@
+import { readFile, readdir, lstat } from 'node:fs/promises';
+import path from 'node:path';
+import ignore, { type Ignore } from 'ignore';
+import type { WalkResult, WalkedFile } from '../ports/repo-workspace.ts';
+
+/** Directories never walked: version control, dependencies, vendored code, caches and virtualenvs. */
+const SKIPPED_DIRS = new Set([
+  '.git',
+  '.hg',
+  '.svn',
+  'node_modules',
+  'bower_components',
+  'vendor',
+  'third_party',
+  '__pycache__',
+  '.venv',
+  'venv',
+  '.tox',
+  '.mypy_cache',
+  '.pytest_cache',
+  '.next',
+  '.turbo',
+]);
+
+/** Extensions of files that are not source text. */
+const BINARY_EXTENSIONS = new Set(
+  (
+    'png jpg jpeg gif bmp ico webp tiff psd svgz pdf zip gz tgz bz2 xz 7z rar tar jar war ear class dll so dylib ' +
+    'exe bin o a lib obj wasm pyc pyo woff woff2 ttf otf eot mp3 mp4 m4a wav ogg flac avi mov mkv webm sqlite db ' +
+    'node pack idx lockb'
+  ).split(' '),
+);
+
+export interface WalkOptions {
+  readonly maxFileBytes: number;
+  readonly maxFiles: number;
+}
+
+interface IgnoreScope {
+  /** Posix path of the directory holding the .gitignore, relative to the root ('' at the root). */
+  readonly dir: string;
+  readonly ig: Ignore;
+}
+
+const isMinified = (name: string): boolean => /\.min\.(js|css|mjs)$/.test(name);
+
+/**
+ * Walks a repository like git would list it: nested `.gitignore` files apply
+ * to their directory and below; symbolic links are not followed (a link could
+ * lead out of the repository); skipped directories, binary extensions,
+ * minified bundles and files over `maxFileBytes` are left out, and the walk
+ * stops after `maxFiles` files.
+ */
+export async function walkRepository(root: string, opts: WalkOptions): Promise<WalkResult> {
+  const files: WalkedFile[] = [];
+  let skippedTooLarge = 0;
+  let skippedBinary = 0;
+  let truncated = false;
+
+  const ignored = (scopes: readonly IgnoreScope[], rel: string, isDir: boolean): boolean => {
+    for (const s of scopes) {
+      const sub = s.dir === '' ? rel : rel.slice(s.dir.length + 1);
+      if (s.ig.ignores(isDir ? `${sub}/` : sub)) return true;
+    }
+    return false;
+  };
+
+  const visit = async (dirRel: string, scopes: readonly IgnoreScope[]): Promise<void> => {
+    const abs = dirRel === '' ? root : path.join(root, ...dirRel.split('/'));
+    let here = scopes;
+    const gitignore = await readFile(path.join(abs, '.gitignore'), 'utf8').catch(() => undefined);
+    if (gitignore !== undefined) here = [...scopes, { dir: dirRel, ig: ignore().add(gitignore) }];
+    const entries = await readdir(abs, { withFileTypes: true }).catch(() => []);
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const entry of entries) {
+      if (truncated) return;
+      const rel = dirRel === '' ? entry.name : `${dirRel}/${entry.name}`;
+      if (entry.isSymbolicLink()) continue;
+      if (entry.isDirectory()) {
+        if (SKIPPED_DIRS.has(entry.name) || ignored(here, rel, true)) continue;
+        await visit(rel, here);
+        continue;
+      }
+      if (!entry.isFile() || ignored(here, rel, false)) continue;
+      const ext = path.extname(entry.name).slice(1).toLowerCase();
+      if (BINARY_EXTENSIONS.has(ext) || isMinified(entry.name)) {
+        skippedBinary += 1;
+        continue;
+      }
+      const absPath = path.join(abs, entry.name);
+      const st = await lstat(absPath).catch(() => undefined);
+      if (st === undefined || !st.isFile()) continue;
+      if (st.size > opts.maxFileBytes) {
+        skippedTooLarge += 1;
+        continue;
+      }
+      if (files.length >= opts.maxFiles) {
+        truncated = true;
+        return;
+      }
+      files.push({ path: rel, absPath, size: st.size });
+    }
+  };
+
+  await visit('', []);
+  return { files, skippedTooLarge, skippedBinary, truncated };
+}

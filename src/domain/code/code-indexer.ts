@@ -1,0 +1,384 @@
+import { createHash } from 'node:crypto';
+import { v7 as uuidv7 } from 'uuid';
+import { errors } from '../../errors.ts';
+import type { CodeLanguage, CodeParser, ParsedFile, ReferenceKind } from '../../ports/code-parser.ts';
+import type { EdgeRow, ImportTarget, IndexedFile, StoredFile, SymbolRow } from '../../ports/code-store.ts';
+import type { RepoWorkspace, WalkedFile } from '../../ports/repo-workspace.ts';
+import type { TenantDb } from '../../ports/tenant-db.ts';
+import type { Job } from '../jobs/job.types.ts';
+import { describeJobError, type JobHandler } from '../jobs/job.worker.ts';
+import {
+  CONFIDENCE,
+  EMPTY_PROGRESS,
+  INDEX_REPO,
+  type EdgeKind,
+  type IndexProgress,
+  type PackageIdentity,
+  type Repo,
+} from './code.types.ts';
+import { resolveModule } from './module-resolution.ts';
+import { fallbackPackage, fileDescriptors, scipSymbol, symbolDescriptor } from './scip.ts';
+
+/** Files parsed per write transaction. */
+const WRITE_BATCH = 100;
+/** Files walked between progress updates when nothing needs writing. */
+const PROGRESS_EVERY = 500;
+/** Rows per delete of removed files. */
+const DELETE_BATCH = 500;
+
+const REF_EDGES: Readonly<Record<ReferenceKind, EdgeKind>> = {
+  call: 'CALLS',
+  reference: 'REFERENCES',
+  type: 'REFERENCES',
+  extends: 'EXTENDS',
+  implements: 'IMPLEMENTS',
+};
+
+/** Receivers that name the enclosing object: `this.x()` is looked up in the same file. */
+const SELF = new Set(['this', 'self', 'cls', 'super', 'Self']);
+
+const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+const samePackage = (a: PackageIdentity, b: PackageIdentity): boolean =>
+  a.manager === b.manager && a.name === b.name && a.version === b.version;
+
+export interface CodeIndexerDeps {
+  readonly tenantDb: TenantDb;
+  readonly parser: CodeParser;
+  readonly workspace: RepoWorkspace;
+}
+
+/** How a name written in a file is bound by that file's imports. */
+interface ImportBinding {
+  readonly module: string;
+  /** The name in the module (`default` imports keep the local name). */
+  readonly name: string;
+}
+
+/**
+ * Turns one parsed file into rows: its symbols with SCIP ids, the structural
+ * edges (DEFINES file→symbol, CONTAINS parent→child), IMPORTS (left
+ * unresolved: the run resolves them against the files that made it into the
+ * index) and one edge per reference — resolved to the same file when the name
+ * is defined there (0.9), else left for the repository-wide pass with the
+ * import it came through, if any.
+ */
+export function buildIndexedFile(
+  file: { id: string; path: string; language: CodeLanguage; contentHash: string; size: number },
+  parsed: ParsedFile,
+  pkg: PackageIdentity,
+): IndexedFile {
+  const ids = parsed.symbols.map(() => uuidv7());
+  const base = fileDescriptors(file.path);
+  const chains: string[] = [];
+  const seen = new Map<string, number>();
+  const chainOf = (i: number): string => {
+    const cached = chains[i];
+    if (cached !== undefined) return cached;
+    const s = parsed.symbols[i];
+    if (s === undefined) return '';
+    const parent = s.parent === undefined || s.parent >= i ? '' : chainOf(s.parent);
+    let d = parent + symbolDescriptor(s.kind, s.name);
+    if (s.kind === 'function' || s.kind === 'method') {
+      const n = seen.get(d) ?? 0;
+      seen.set(d, n + 1);
+      if (n > 0) d = parent + symbolDescriptor(s.kind, s.name, n);
+    }
+    chains[i] = d;
+    return d;
+  };
+  const symbols: SymbolRow[] = parsed.symbols.map((s, i) => {
+    const descriptor = base + chainOf(i);
+    return {
+      id: ids[i] as string,
+      parentId: s.parent === undefined ? null : (ids[s.parent] ?? null),
+      scipSymbol: scipSymbol(file.language, pkg, descriptor),
+      descriptor,
+      kind: s.kind,
+      name: s.name,
+      qualifiedName: s.qualifiedName,
+      span: s.span,
+      nameSpan: s.nameSpan,
+      signature: s.signature,
+      doc: s.doc ?? null,
+      exported: s.exported,
+    };
+  });
+
+  const fileNode = { kind: 'file' as const, id: file.id };
+  const edges: EdgeRow[] = [];
+  const structural = (kind: EdgeKind, src: EdgeRow['src'], dstId: string, name: string, span: EdgeRow['span']) =>
+    edges.push({
+      kind,
+      src,
+      dst: { kind: 'symbol', id: dstId },
+      dstName: name,
+      dstModule: undefined,
+      hintFileId: undefined,
+      confidence: CONFIDENCE.exact,
+      span,
+    });
+  parsed.symbols.forEach((s, i) => {
+    const id = ids[i] as string;
+    structural('DEFINES', fileNode, id, s.name, s.nameSpan);
+    const parentId = s.parent === undefined ? undefined : ids[s.parent];
+    if (parentId !== undefined) structural('CONTAINS', { kind: 'symbol', id: parentId }, id, s.name, s.nameSpan);
+  });
+
+  const names = new Map<string, ImportBinding>();
+  const namespaces = new Map<string, string>();
+  const modules = new Set<string>();
+  for (const imp of parsed.imports) {
+    if (!modules.has(imp.module)) {
+      modules.add(imp.module);
+      edges.push({
+        kind: 'IMPORTS',
+        src: fileNode,
+        dst: undefined,
+        dstName: imp.module,
+        dstModule: imp.module,
+        hintFileId: undefined,
+        confidence: CONFIDENCE.unresolved,
+        span: imp.span,
+      });
+    }
+    for (const n of imp.names) {
+      if (n.name === '*') {
+        if (n.alias !== undefined) namespaces.set(n.alias, imp.module);
+      } else if (n.name === 'default') {
+        if (n.alias !== undefined) names.set(n.alias, { module: imp.module, name: n.alias });
+      } else {
+        names.set(n.alias ?? n.name, { module: imp.module, name: n.name });
+      }
+    }
+  }
+
+  const byName = new Map<string, number[]>();
+  parsed.symbols.forEach((s, i) => byName.set(s.name, [...(byName.get(s.name) ?? []), i]));
+  const sameFile = (name: string, enclosing: number | undefined, viaSelf: boolean): number | undefined => {
+    const candidates = byName.get(name);
+    if (candidates === undefined) return undefined;
+    if (viaSelf && enclosing !== undefined) {
+      // `this.m()`: a member of the class around the caller.
+      for (let owner = parsed.symbols[enclosing]?.parent; owner !== undefined;) {
+        const hit = candidates.find((c) => parsed.symbols[c]?.parent === owner);
+        if (hit !== undefined) return hit;
+        owner = parsed.symbols[owner]?.parent;
+      }
+    }
+    return candidates.find((c) => parsed.symbols[c]?.parent === undefined) ?? candidates[0];
+  };
+
+  for (const r of parsed.references) {
+    const src =
+      r.enclosing !== undefined && ids[r.enclosing] !== undefined
+        ? { kind: 'symbol' as const, id: ids[r.enclosing] as string }
+        : fileNode;
+    const edge = {
+      kind: REF_EDGES[r.kind],
+      src,
+      span: r.span,
+      dst: undefined,
+      hintFileId: undefined,
+      confidence: CONFIDENCE.unresolved,
+    };
+    const ns = r.qualifier === undefined ? undefined : namespaces.get(r.qualifier);
+    const imported = r.qualifier === undefined ? names.get(r.name) : undefined;
+    if (ns !== undefined) {
+      edges.push({ ...edge, dstName: r.name, dstModule: ns });
+    } else if (imported !== undefined) {
+      edges.push({ ...edge, dstName: imported.name, dstModule: imported.module });
+    } else {
+      const viaSelf = r.qualifier !== undefined && SELF.has(r.qualifier);
+      const local = r.qualifier === undefined || viaSelf ? sameFile(r.name, r.enclosing, viaSelf) : undefined;
+      const localId = local === undefined ? undefined : ids[local];
+      edges.push({
+        ...edge,
+        dstName: r.name,
+        dstModule: undefined,
+        ...(localId === undefined
+          ? {}
+          : { dst: { kind: 'symbol' as const, id: localId }, confidence: CONFIDENCE.sameFile }),
+      });
+    }
+  }
+  return { ...file, symbols, edges };
+}
+
+/**
+ * Runs `index_repo` jobs: brings the repository's tree up to date (clone or
+ * fetch for URLs), walks it, and re-parses only files whose SHA-256 changed
+ * since the last run; files gone from the tree are deleted with their
+ * symbols and edges. Then unresolved imports and references of the whole
+ * repository are resolved again — edges into changed files were unlinked
+ * when those files were rewritten — so a run that changed nothing costs one
+ * walk and one hash per file. Progress is written as it goes.
+ *
+ * Only the job the repo names (`indexJobId`) may run it: a stale or duplicate
+ * job does nothing, so two runs never write the same repository at once.
+ */
+export class CodeIndexer {
+  constructor(private readonly deps: CodeIndexerDeps) {}
+
+  get kind(): string {
+    return INDEX_REPO;
+  }
+
+  handler(): JobHandler {
+    return (job) => this.run(job).then(() => undefined);
+  }
+
+  /** Runs the job; undefined when it is not (or no longer) the repo's current job. */
+  async run(job: Pick<Job, 'id' | 'orgId' | 'payload'>): Promise<IndexProgress | undefined> {
+    const repoId = job.payload.repoId;
+    if (typeof repoId !== 'string') throw errors.validation('index_repo needs a repoId');
+    const repo = await this.deps.tenantDb.withTenant(job.orgId, async ({ code }) => {
+      const current = await code.lockRepo(repoId);
+      if (current === undefined || current.indexJobId !== job.id) return undefined;
+      return code.updateRepo(repoId, {
+        status: 'indexing',
+        progress: { ...EMPTY_PROGRESS, phase: 'checkout' },
+        lastError: null,
+      });
+    });
+    if (repo === undefined) return undefined;
+    try {
+      return await this.index(job.orgId, repo);
+    } catch (e) {
+      await this.deps.tenantDb
+        .withTenant(job.orgId, ({ code }) =>
+          code.updateRepo(repoId, { status: 'failed', lastError: describeJobError(e) }),
+        )
+        .catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private async index(orgId: string, repo: Repo): Promise<IndexProgress> {
+    const { parser, workspace } = this.deps;
+    const tenant = this.deps.tenantDb;
+    let progress: IndexProgress = { ...EMPTY_PROGRESS, phase: 'checkout' };
+    const report = (p: Partial<IndexProgress>) =>
+      tenant.withTenant(orgId, ({ code }) =>
+        code.updateRepo(repo.id, { progress: (progress = { ...progress, ...p }) }),
+      );
+
+    const checkout = await workspace.checkout(orgId, repo);
+    const pkg = (await workspace.packageIdentity(checkout.root)) ?? fallbackPackage(repo.name);
+    await report({ phase: 'walking' });
+    const walk = await workspace.walk(checkout.root);
+    const files: Array<WalkedFile & { language: CodeLanguage }> = [];
+    for (const f of walk.files) {
+      const language = parser.languageOf(f.path);
+      if (language !== undefined) files.push({ ...f, language });
+    }
+    const stored = await tenant.withTenant(orgId, ({ code }) => code.findFiles(repo.id));
+    const storedByPath = new Map<string, StoredFile>(stored.map((s) => [s.path, s]));
+    // Symbol ids embed the package's identity: when it changed, every file is rewritten.
+    const rewriteAll = stored.length > 0 && (repo.package === null || !samePackage(repo.package, pkg));
+
+    const walked = new Set(files.map((f) => f.path));
+    const removed = stored.filter((s) => !walked.has(s.path)).map((s) => s.id);
+    for (let i = 0; i < removed.length; i += DELETE_BATCH) {
+      const ids = removed.slice(i, i + DELETE_BATCH);
+      await tenant.withTenant(orgId, ({ code }) => code.deleteFiles(repo.id, ids));
+    }
+    progress = {
+      ...progress,
+      phase: 'parsing',
+      filesTotal: files.length,
+      removed: removed.length,
+      skippedTooLarge: walk.skippedTooLarge,
+      skippedBinary: walk.skippedBinary,
+      truncated: walk.truncated,
+    };
+    await report({});
+
+    // Paths in the index once this run is over, by file id: what imports may resolve to.
+    const present = new Map<string, string>();
+    let batch: IndexedFile[] = [];
+    let sinceReport = 0;
+    const flush = async () => {
+      const writing = batch;
+      batch = [];
+      sinceReport = 0;
+      await tenant.withTenant(orgId, async ({ code }) => {
+        await code.writeFiles(repo.id, writing);
+        await code.updateRepo(repo.id, { progress });
+      });
+    };
+    const decoder = new TextDecoder('utf-8');
+    for (const f of files) {
+      const before = storedByPath.get(f.path);
+      const counted = await this.prepare(f, before, rewriteAll, pkg, decoder).catch(() => undefined);
+      if (counted === undefined) {
+        progress = { ...progress, failed: progress.failed + 1 };
+        // A file that cannot be read or parsed keeps no stale rows: it is retried next run.
+        if (before !== undefined) await tenant.withTenant(orgId, ({ code }) => code.deleteFiles(repo.id, [before.id]));
+      } else if (counted === 'binary') {
+        progress = { ...progress, skippedBinary: progress.skippedBinary + 1 };
+        if (before !== undefined) await tenant.withTenant(orgId, ({ code }) => code.deleteFiles(repo.id, [before.id]));
+      } else if (counted === 'unchanged') {
+        progress = { ...progress, unchanged: progress.unchanged + 1 };
+        present.set(f.path, (before as StoredFile).id);
+      } else {
+        progress = { ...progress, parsed: progress.parsed + 1 };
+        present.set(f.path, counted.id);
+        batch.push(counted);
+        await yieldToLoop();
+      }
+      progress = { ...progress, filesDone: progress.filesDone + 1 };
+      sinceReport += 1;
+      if (batch.length >= WRITE_BATCH || sinceReport >= PROGRESS_EVERY) await flush();
+    }
+    await flush();
+
+    if (progress.parsed > 0 || removed.length > 0 || progress.failed > 0) {
+      await report({ phase: 'resolving' });
+      await tenant.withTenant(orgId, async ({ code }) => {
+        const targets: ImportTarget[] = [];
+        for (const u of await code.findUnresolvedImports(repo.id)) {
+          const target = resolveModule(u.language, u.fromPath, u.specifier, (p) => present.has(p));
+          const targetFileId = target === undefined ? undefined : present.get(target);
+          if (targetFileId !== undefined) targets.push({ fileId: u.fileId, specifier: u.specifier, targetFileId });
+        }
+        await code.resolveImports(repo.id, targets);
+        await code.resolveReferences(repo.id, true);
+      });
+    }
+
+    progress = { ...progress, phase: 'done' };
+    await tenant.withTenant(orgId, ({ code }) =>
+      code.updateRepo(repo.id, {
+        status: 'indexed',
+        progress,
+        package: pkg,
+        defaultBranch: checkout.branch ?? null,
+        lastIndexedCommit: checkout.commit ?? null,
+        lastIndexedAt: new Date(),
+        lastError: null,
+      }),
+    );
+    return progress;
+  }
+
+  /** Reads and hashes a file; parses it unless its content is what the index holds. */
+  private async prepare(
+    f: WalkedFile & { language: CodeLanguage },
+    before: StoredFile | undefined,
+    rewriteAll: boolean,
+    pkg: PackageIdentity,
+    decoder: { decode(bytes: Uint8Array): string },
+  ): Promise<IndexedFile | 'unchanged' | 'binary'> {
+    const bytes = await this.deps.workspace.readFile(f.absPath);
+    const contentHash = sha256(bytes);
+    if (!rewriteAll && before?.contentHash === contentHash) return 'unchanged';
+    if (bytes.subarray(0, 8_000).includes(0)) return 'binary';
+    const parsed = this.deps.parser.parse(f.language, decoder.decode(bytes));
+    return buildIndexedFile(
+      { id: before?.id ?? uuidv7(), path: f.path, language: f.language, contentHash, size: bytes.length },
+      parsed,
+      pkg,
+    );
+  }
+}

@@ -1,0 +1,111 @@
+import { v7 as uuidv7 } from 'uuid';
+import { errors } from '../../errors.ts';
+import type { RepoWorkspace } from '../../ports/repo-workspace.ts';
+import type { TenantDb } from '../../ports/tenant-db.ts';
+import type { NewJob } from '../jobs/job.types.ts';
+import type { RequestContext } from '../tenancy/tenancy.types.ts';
+import { INDEX_REPO, type IndexRepoPayload, type Repo, type RepoCounts } from './code.types.ts';
+
+export interface RegisterRepoInput {
+  readonly path?: string | undefined;
+  readonly url?: string | undefined;
+  readonly name?: string | undefined;
+}
+
+export interface RepoServiceDeps {
+  readonly tenantDb: TenantDb;
+  readonly workspace: RepoWorkspace;
+  readonly jobMaxAttempts: number;
+}
+
+const indexRepoJob = (repoId: string, maxAttempts: number): NewJob => ({
+  id: uuidv7(),
+  kind: INDEX_REPO,
+  payload: { repoId } satisfies IndexRepoPayload,
+  maxAttempts,
+});
+
+/** The last segment of a path or URL, without `.git`: the default name of a repository. */
+export function defaultRepoName(location: string): string {
+  const trimmed = location.replace(/[/\\]+$/, '').replace(/\.git$/, '');
+  const last = trimmed.split(/[/\\:]/).pop() ?? '';
+  return last === '' ? 'repo' : last.slice(0, 200);
+}
+
+/**
+ * The org's repository registry. Registering (or asking to re-index) stores
+ * the repo and enqueues its `index_repo` job in one transaction, so the API
+ * answers at once and the work happens in the background; a repo has at most
+ * one pending or running job.
+ */
+export class RepoService {
+  constructor(private readonly deps: RepoServiceDeps) {}
+
+  async register(ctx: RequestContext, input: RegisterRepoInput): Promise<Repo> {
+    const { path, url } = input;
+    if ((path === undefined) === (url === undefined)) throw errors.validation('Give exactly one of `path` or `url`');
+    const location =
+      path !== undefined
+        ? await this.deps.workspace.resolveLocalPath(path)
+        : await this.deps.workspace.validateUrl(url ?? '');
+    const name = input.name?.trim() || defaultRepoName(location);
+    const repoId = uuidv7();
+    const job = indexRepoJob(repoId, this.deps.jobMaxAttempts);
+    return this.deps.tenantDb.withTenant(ctx.orgId, async ({ code, jobs }) => {
+      const repo = await code.insertRepo({
+        id: repoId,
+        name,
+        sourceKind: path !== undefined ? 'path' : 'url',
+        location,
+        indexJobId: job.id,
+      });
+      await jobs.insertJob(job);
+      return repo;
+    });
+  }
+
+  async list(ctx: RequestContext): Promise<Repo[]> {
+    return this.deps.tenantDb.withTenant(ctx.orgId, ({ code }) => code.findRepos());
+  }
+
+  async get(ctx: RequestContext, id: string): Promise<{ repo: Repo; counts: RepoCounts }> {
+    const r = await this.deps.tenantDb.withTenant(ctx.orgId, async ({ code }) => {
+      const repo = await code.findRepo(id);
+      return repo === undefined ? undefined : { repo, counts: await code.countRepo(id) };
+    });
+    if (r === undefined) throw errors.notFound('repo', id);
+    return r;
+  }
+
+  /** Deletes the repo with its files, symbols and edges, and its clone if it has one. */
+  async remove(ctx: RequestContext, id: string): Promise<void> {
+    const repo = await this.deps.tenantDb.withTenant(ctx.orgId, async ({ code }) => {
+      const found = await code.lockRepo(id);
+      if (found !== undefined) await code.deleteRepo(id);
+      return found;
+    });
+    if (repo === undefined) throw errors.notFound('repo', id);
+    if (repo.sourceKind === 'url') await this.deps.workspace.discard(ctx.orgId, repo.id);
+  }
+
+  /**
+   * Queues a run unless one is already queued or running (then the repo is
+   * returned as it is: the pending run will see the current tree).
+   */
+  async reindex(ctx: RequestContext, id: string): Promise<{ repo: Repo; queued: boolean }> {
+    const r = await this.deps.tenantDb.withTenant(ctx.orgId, async ({ code, jobs }) => {
+      const repo = await code.lockRepo(id);
+      if (repo === undefined) return undefined;
+      const current = repo.indexJobId === null ? undefined : await jobs.findJob(repo.indexJobId);
+      if (current !== undefined && (current.state === 'queued' || current.state === 'running')) {
+        return { repo, queued: false };
+      }
+      const job = indexRepoJob(repo.id, this.deps.jobMaxAttempts);
+      await jobs.insertJob(job);
+      const updated = await code.updateRepo(id, { status: 'queued', indexJobId: job.id });
+      return { repo: updated ?? repo, queued: true };
+    });
+    if (r === undefined) throw errors.notFound('repo', id);
+    return r;
+  }
+}

@@ -1,0 +1,140 @@
+import type { CodeLanguage, Span, SymbolKind } from './code-parser.ts';
+import type {
+  CodeReference,
+  CodeSymbol,
+  EdgeKind,
+  IndexProgress,
+  PackageIdentity,
+  Repo,
+  RepoCounts,
+  RepoSourceKind,
+  RepoStatus,
+  SymbolMatch,
+  SymbolQuery,
+} from '../domain/code/code.types.ts';
+
+export interface NewRepoRow {
+  readonly id: string;
+  readonly name: string;
+  readonly sourceKind: RepoSourceKind;
+  readonly location: string;
+  readonly indexJobId: string;
+}
+
+/** Fields a run or a re-index request changes; omitted fields stay. */
+export interface RepoPatch {
+  readonly status?: RepoStatus;
+  readonly progress?: IndexProgress;
+  readonly indexJobId?: string | null;
+  readonly defaultBranch?: string | null;
+  readonly package?: PackageIdentity | null;
+  readonly lastIndexedCommit?: string | null;
+  readonly lastIndexedAt?: Date;
+  readonly lastError?: string | null;
+}
+
+/** A file as last indexed: enough to tell whether it changed. */
+export interface StoredFile {
+  readonly id: string;
+  readonly path: string;
+  readonly contentHash: string;
+}
+
+export interface SymbolRow {
+  readonly id: string;
+  readonly parentId: string | null;
+  readonly scipSymbol: string;
+  readonly descriptor: string;
+  readonly kind: SymbolKind;
+  readonly name: string;
+  readonly qualifiedName: string;
+  readonly span: Span;
+  readonly nameSpan: Span;
+  readonly signature: string;
+  readonly doc: string | null;
+  readonly exported: boolean;
+}
+
+export interface EdgeRow {
+  readonly kind: EdgeKind;
+  readonly src: { readonly kind: 'file' | 'symbol'; readonly id: string };
+  /** Undefined while unresolved; resolution fills it in later. */
+  readonly dst: { readonly kind: 'file' | 'symbol'; readonly id: string } | undefined;
+  /** The target as written: a name, or an import's module specifier. */
+  readonly dstName: string;
+  /** For names brought in by an import: its module specifier. */
+  readonly dstModule: string | undefined;
+  /** The file that import resolved to, where the name is looked up. */
+  readonly hintFileId: string | undefined;
+  readonly confidence: number;
+  readonly span: Span | undefined;
+}
+
+/** One file's complete index: written as a whole, replacing what the file had. */
+export interface IndexedFile {
+  /** The existing id for a file indexed before (its incoming edges are re-resolved); a fresh one otherwise. */
+  readonly id: string;
+  readonly path: string;
+  readonly language: CodeLanguage;
+  readonly contentHash: string;
+  readonly size: number;
+  readonly symbols: readonly SymbolRow[];
+  readonly edges: readonly EdgeRow[];
+}
+
+export interface UnresolvedImport {
+  readonly fileId: string;
+  readonly fromPath: string;
+  readonly language: CodeLanguage;
+  readonly specifier: string;
+}
+
+export interface ImportTarget {
+  readonly fileId: string;
+  readonly specifier: string;
+  readonly targetFileId: string;
+}
+
+/**
+ * The code graph of one org (handed out by `withTenant`): repositories,
+ * files, symbols and edges. Writes are per file — a file's symbols and the
+ * edges originating in it are replaced together — and edges *into* replaced
+ * or deleted symbols and files fall back to unresolved (name kept), to be
+ * resolved again by `resolveImports` / `resolveReferences`.
+ */
+export interface CodeStore {
+  insertRepo(row: NewRepoRow): Promise<Repo>;
+  findRepo(id: string): Promise<Repo | undefined>;
+  /** Locks the repo row for the rest of the transaction (re-index requests queue behind each other). */
+  lockRepo(id: string): Promise<Repo | undefined>;
+  findRepos(): Promise<Repo[]>;
+  updateRepo(id: string, patch: RepoPatch): Promise<Repo | undefined>;
+  deleteRepo(id: string): Promise<boolean>;
+  countRepo(id: string): Promise<RepoCounts>;
+
+  findFiles(repoId: string): Promise<StoredFile[]>;
+  /** Replaces each file's symbols and outgoing edges (inserting the file when new). */
+  writeFiles(repoId: string, files: readonly IndexedFile[]): Promise<void>;
+  deleteFiles(repoId: string, fileIds: readonly string[]): Promise<void>;
+  /** IMPORTS edges without a target. */
+  findUnresolvedImports(repoId: string): Promise<UnresolvedImport[]>;
+  /**
+   * Points each file's unresolved imports of `specifier` at `targetFileId`,
+   * and makes that file the lookup hint of the names imported from it.
+   */
+  resolveImports(repoId: string, targets: readonly ImportTarget[]): Promise<void>;
+  /**
+   * Resolves unresolved references: names imported from a resolved file, in
+   * that file (0.95); else, unless the name came from an external module, the
+   * only symbol of that name in the repository (0.5). `recheckGuesses` first
+   * returns every 0.5 guess to unresolved (after symbols changed, a unique name
+   * may no longer be unique). Returns how many edges were resolved.
+   */
+  resolveReferences(repoId: string, recheckGuesses: boolean): Promise<number>;
+
+  /** Case-insensitive: exact name first, then prefix, then contains. */
+  findSymbols(q: SymbolQuery): Promise<CodeSymbol[]>;
+  findDefinitions(match: SymbolMatch, repoId: string | undefined, limit: number): Promise<CodeSymbol[]>;
+  /** Resolved edges into these symbols, strongest first. */
+  findReferences(symbolIds: readonly string[], limit: number): Promise<CodeReference[]>;
+}

@@ -1,0 +1,49 @@
+import type { PackageIdentity, RepoSourceKind } from '../domain/code/code.types.ts';
+
+/** A file the walk found: `path` is posix and relative to the repository root. */
+export interface WalkedFile {
+  readonly path: string;
+  readonly absPath: string;
+  readonly size: number;
+}
+
+export interface WalkResult {
+  /** In path order. */
+  readonly files: readonly WalkedFile[];
+  readonly skippedTooLarge: number;
+  readonly skippedBinary: number;
+  /** The walk stopped at the file cap. */
+  readonly truncated: boolean;
+}
+
+/** A repository's tree on local disk, with what git says about it (undefined when it is not a git work tree). */
+export interface Checkout {
+  readonly root: string;
+  readonly commit: string | undefined;
+  readonly branch: string | undefined;
+}
+
+/**
+ * Where repositories live on the server's disk, and the only way the code
+ * domain touches the file system or git: local paths are confined to the
+ * configured roots, URLs are cloned under the data directory.
+ */
+export interface RepoWorkspace {
+  /**
+   * The real path of a directory a tenant asked to register; FORBIDDEN when it
+   * lies outside the allowed roots (or none are configured), VALIDATION_FAILED
+   * when it is not a directory.
+   */
+  resolveLocalPath(path: string): Promise<string>;
+  /** The URL, normalized, when its scheme is allowed (https, ssh, git, file under the allowed roots). */
+  validateUrl(url: string): Promise<string>;
+  /** Makes the tree current: a local path is used in place; a URL is cloned, or fetched when cloned before. */
+  checkout(orgId: string, repo: { id: string; sourceKind: RepoSourceKind; location: string }): Promise<Checkout>;
+  /** Every file to consider, honouring .gitignore files and skipping VCS, vendored, binary and oversized files. */
+  walk(root: string): Promise<WalkResult>;
+  readFile(absPath: string): Promise<Uint8Array>;
+  /** The package the root declares (package.json, go.mod, Cargo.toml, pyproject.toml); undefined when none. */
+  packageIdentity(root: string): Promise<PackageIdentity | undefined>;
+  /** Deletes a repository's clone, if any. */
+  discard(orgId: string, repoId: string): Promise<void>;
+}

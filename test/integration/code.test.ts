@@ -1,0 +1,467 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LocalRepoWorkspace } from '../../src/code/local-workspace.ts';
+import { isAppError } from '../../src/errors.ts';
+import { openDatabase } from '../../src/storage/postgres/database.ts';
+import { Migrator } from '../../src/storage/postgres/migrator.ts';
+import {
+  backend,
+  createTestDatabase,
+  createTestEngram,
+  testConfig,
+  type TestEngram,
+  type TestOrg,
+} from '../helpers/test-engram.ts';
+
+interface RepoJson {
+  id: string;
+  name: string;
+  source: string;
+  location: string;
+  status: string;
+  defaultBranch: string | null;
+  package: { manager: string; name: string; version: string } | null;
+  lastIndexedCommit: string | null;
+  lastError: string | null;
+  progress: {
+    phase: string;
+    filesTotal: number;
+    filesDone: number;
+    parsed: number;
+    unchanged: number;
+    removed: number;
+    skippedTooLarge: number;
+  };
+  counts?: { files: number; symbols: number; edges: number };
+}
+
+interface SymbolJson {
+  id: string;
+  symbol: string;
+  name: string;
+  qualifiedName: string;
+  kind: string;
+  path: string;
+  span: { startLine: number };
+  signature: string;
+  doc: string | null;
+  repo: { id: string; name: string };
+}
+
+interface RefJson {
+  kind: string;
+  confidence: number;
+  path: string;
+  span: { startLine: number } | null;
+  enclosing: { qualifiedName: string } | null;
+  target: { name: string; path: string };
+}
+
+const git = (cwd: string, ...args: string[]): string =>
+  execFileSync('git', ['-c', 'user.name=Test', '-c', 'user.email=test@example.com', ...args], {
+    cwd,
+    encoding: 'utf8',
+  }).trim();
+
+function writeFiles(root: string, files: Record<string, string>): void {
+  for (const [rel, content] of Object.entries(files)) {
+    const abs = path.join(root, rel);
+    mkdirSync(path.dirname(abs), { recursive: true });
+    writeFileSync(abs, content);
+  }
+}
+
+function makeRepo(root: string, files: Record<string, string>): string {
+  mkdirSync(root, { recursive: true });
+  git(root, 'init', '-q', '-b', 'main');
+  writeFiles(root, files);
+  git(root, 'add', '-A');
+  git(root, 'commit', '-q', '-m', 'initial');
+  return git(root, 'rev-parse', 'HEAD');
+}
+
+const MAX_FILE_BYTES = 4096;
+
+const LIB_FILES: Record<string, string> = {
+  'package.json': JSON.stringify({ name: 'my-lib', version: '1.2.0' }),
+  '.gitignore': 'ignored/\n*.gen.ts\n',
+  'src/util.ts': [
+    '/** Parses a string into tokens. */',
+    'export function parse(input: string): string[] {',
+    "  return input.split(' ');",
+    '}',
+    'export class Tokenizer {',
+    '  next(): string {',
+    "    return parse('a b')[0] ?? '';",
+    '  }',
+    '}',
+    'export function helperUtil(): number {',
+    '  return 1;',
+    '}',
+    '',
+  ].join('\n'),
+  'src/parser.ts': [
+    "import { parse, Tokenizer } from './util.js';",
+    'export class Parser {',
+    '  run(text: string): number {',
+    '    const t = new Tokenizer();',
+    '    return parse(text).length + this.count() + t.next().length;',
+    '  }',
+    '  count(): number {',
+    '    return 1;',
+    '  }',
+    '}',
+    'export function makeParser(): Parser {',
+    '  return new Parser();',
+    '}',
+    '',
+  ].join('\n'),
+  'src/main.ts': [
+    "import * as util from './util';",
+    "import { makeParser } from './parser';",
+    'export function main(): number {',
+    "  util.parse('x');",
+    "  return makeParser().run('y');",
+    '}',
+    '',
+  ].join('\n'),
+  'src/other.ts': 'export function uniqueHelper(): number {\n  return 2;\n}\n',
+  'src/orphan.ts': 'export function orphan(): number {\n  return uniqueHelper();\n}\n',
+  'ignored/skip.ts': 'export function ignoredFn(): void {}\n',
+  'src/types.gen.ts': 'export function generatedFn(): void {}\n',
+  'src/big.ts': `export function hugeFn(): void {}\n// ${'x'.repeat(MAX_FILE_BYTES)}\n`,
+  'node_modules/dep/index.js': 'export function depFn() {}\n',
+};
+
+describe(`code intelligence (${backend})`, () => {
+  let t: TestEngram;
+  let roots: string;
+  let libDir: string;
+  let libHead: string;
+  let a: TestOrg;
+  let b: TestOrg;
+  let libId: string;
+
+  const call = (org: TestOrg, method: 'GET' | 'POST' | 'DELETE', url: string, payload?: object) =>
+    t.app.inject({ method, url, headers: org.auth, ...(payload === undefined ? {} : { payload }) });
+  const getRepo = async (org: TestOrg, id: string): Promise<RepoJson> => {
+    const res = await call(org, 'GET', `/v1/repos/${id}`);
+    expect(res.statusCode).toBe(200);
+    return res.json<RepoJson>();
+  };
+  const symbols = async (org: TestOrg, query: string): Promise<SymbolJson[]> => {
+    const res = await call(org, 'GET', `/v1/code/symbols?${query}`);
+    expect(res.statusCode).toBe(200);
+    return res.json<{ items: SymbolJson[] }>().items;
+  };
+  const definition = async (org: TestOrg, symbol: string): Promise<SymbolJson[]> => {
+    const res = await call(org, 'GET', `/v1/code/definition?symbol=${encodeURIComponent(symbol)}`);
+    expect(res.statusCode).toBe(200);
+    return res.json<{ items: SymbolJson[] }>().items;
+  };
+  const references = async (org: TestOrg, symbol: string): Promise<{ symbols: SymbolJson[]; items: RefJson[] }> => {
+    const res = await call(org, 'GET', `/v1/code/references?symbol=${encodeURIComponent(symbol)}`);
+    expect(res.statusCode).toBe(200);
+    return res.json();
+  };
+  const reindex = async (org: TestOrg, id: string): Promise<RepoJson> => {
+    const res = await call(org, 'POST', `/v1/repos/${id}/index`);
+    expect(res.statusCode).toBe(202);
+    await t.engram.worker.drain();
+    return getRepo(org, id);
+  };
+  /** Row counts of the four code tables as raw SQL sees them under `org`'s RLS. */
+  const rawCounts = (org: TestOrg) =>
+    t.engram.database.db.transaction().execute(async (tx) => {
+      await sql`SELECT set_config('role', 'engram_app', true), set_config('app.current_org_id', ${org.orgId}, true)`.execute(
+        tx,
+      );
+      const n = async (table: string) =>
+        (await sql<{ n: number }>`SELECT count(*)::int AS n FROM ${sql.table(table)}`.execute(tx)).rows[0]?.n;
+      return {
+        repos: await n('code_repos'),
+        files: await n('code_files'),
+        symbols: await n('code_symbols'),
+        edges: await n('code_edges'),
+      };
+    });
+
+  /** Edges whose target symbol or file no longer exists (there must be none). */
+  const danglingEdges = (org: TestOrg) =>
+    t.engram.database.db.transaction().execute(async (tx) => {
+      await sql`SELECT set_config('role', 'engram_app', true), set_config('app.current_org_id', ${org.orgId}, true)`.execute(
+        tx,
+      );
+      const r = await sql<{ n: number }>`SELECT count(*)::int AS n FROM code_edges e
+        WHERE (e.dst_kind = 'symbol' AND NOT EXISTS (SELECT 1 FROM code_symbols s WHERE s.id = e.dst_id))
+           OR (e.dst_kind = 'file' AND NOT EXISTS (SELECT 1 FROM code_files f WHERE f.id = e.dst_id))`.execute(tx);
+      return r.rows[0]?.n;
+    });
+
+  beforeAll(async () => {
+    roots = realpathSync(mkdtempSync(path.join(tmpdir(), 'engram-code-')));
+    libDir = path.join(roots, 'lib');
+    libHead = makeRepo(libDir, LIB_FILES);
+    t = await createTestEngram({ CODE_ALLOWED_ROOTS: roots, CODE_MAX_FILE_BYTES: String(MAX_FILE_BYTES) });
+    a = await t.makeOrg();
+    b = await t.makeOrg();
+    const res = await call(a, 'POST', '/v1/repos', { path: libDir });
+    expect(res.statusCode).toBe(202);
+    const queued = res.json<RepoJson>();
+    expect(queued.status).toBe('queued');
+    expect(queued.name).toBe('lib');
+    libId = queued.id;
+    await t.engram.worker.drain();
+  });
+  afterAll(async () => {
+    await t.close();
+    rmSync(roots, { recursive: true, force: true });
+  });
+
+  describe('registering and indexing', () => {
+    it('indexes a registered path in the background and reports it indexed with full progress', async () => {
+      const repo = await getRepo(a, libId);
+      expect(repo.lastError).toBeNull();
+      expect(repo.status).toBe('indexed');
+      expect(repo.progress.phase).toBe('done');
+      expect(repo.progress.filesDone).toBe(repo.progress.filesTotal);
+      expect(repo.progress.filesTotal).toBe(5);
+      expect(repo.progress.parsed).toBe(5);
+      expect(repo.lastIndexedCommit).toBe(libHead);
+      expect(repo.defaultBranch).toBe('main');
+      expect(repo.package).toEqual({ manager: 'npm', name: 'my-lib', version: '1.2.0' });
+      expect(repo.counts?.files).toBe(5);
+      expect(repo.counts?.symbols).toBeGreaterThanOrEqual(9);
+      const list = await call(a, 'GET', '/v1/repos');
+      expect(list.json<{ items: RepoJson[] }>().items.map((r) => [r.id, r.status])).toEqual([[libId, 'indexed']]);
+    });
+
+    it('skips .gitignored, vendored and oversized files', async () => {
+      const repo = await getRepo(a, libId);
+      expect(repo.progress.skippedTooLarge).toBe(1);
+      for (const name of ['ignoredFn', 'generatedFn', 'hugeFn', 'depFn']) {
+        expect(await symbols(a, `q=${name}`)).toEqual([]);
+      }
+    });
+  });
+
+  describe('symbols', () => {
+    it('finds exact names first, then prefixes, then substrings, case-insensitively', async () => {
+      const names = (await symbols(a, 'q=PARSE')).map((s) => s.name);
+      expect(names[0]).toBe('parse');
+      expect(names.indexOf('Parser')).toBeGreaterThan(names.indexOf('parse'));
+      expect(names.indexOf('makeParser')).toBeGreaterThan(names.indexOf('Parser'));
+      expect((await symbols(a, 'q=tok')).map((s) => s.name)).toContain('Tokenizer');
+      expect((await symbols(a, 'q=elper')).map((s) => s.name).sort()).toEqual(['helperUtil', 'uniqueHelper']);
+      expect((await symbols(a, 'q=parse&kind=class')).map((s) => s.name)).toEqual(['Parser']);
+      expect(await symbols(a, 'q=%25')).toEqual([]);
+    });
+
+    it('answers a definition by plain name, qualified name and SCIP id', async () => {
+      const [parse, ...more] = await definition(a, 'parse');
+      expect(more).toEqual([]);
+      expect(parse?.path).toBe('src/util.ts');
+      expect(parse?.doc).toBe('Parses a string into tokens.');
+      expect(parse?.signature).toContain('function parse(input: string)');
+      expect(parse?.span.startLine).toBe(1);
+      expect(parse?.symbol).toBe('scip-typescript npm my-lib 1.2.0 src/`util.ts`/parse().');
+
+      const run = await definition(a, 'Parser.run');
+      expect(run.map((s) => [s.path, s.kind, s.qualifiedName])).toEqual([['src/parser.ts', 'method', 'Parser.run']]);
+      expect(run[0]?.symbol).toBe('scip-typescript npm my-lib 1.2.0 src/`parser.ts`/Parser#run().');
+      expect((await definition(a, 'Parser#run')).map((s) => s.id)).toEqual(run.map((s) => s.id));
+
+      expect((await definition(a, parse?.symbol ?? '')).map((s) => s.id)).toEqual([parse?.id]);
+      const unescaped = 'scip-typescript npm my-lib 1.2.0 src/util.ts/parse().';
+      expect((await definition(a, unescaped)).map((s) => s.id)).toEqual([parse?.id]);
+      expect(await definition(a, 'noSuchSymbol')).toEqual([]);
+    });
+
+    it('finds references across files through relative imports, with their confidence', async () => {
+      const r = await references(a, 'parse');
+      const seen = r.items.map((x) => [x.path, x.kind, x.confidence, x.enclosing?.qualifiedName]);
+      expect(seen).toContainEqual(['src/parser.ts', 'CALLS', 0.95, 'Parser.run']);
+      expect(seen).toContainEqual(['src/main.ts', 'CALLS', 0.95, 'main']);
+      expect(seen).toContainEqual(['src/util.ts', 'CALLS', 0.9, 'Tokenizer.next']);
+      expect(r.items.every((x) => x.target.path === 'src/util.ts')).toBe(true);
+
+      const run = await references(a, 'Parser.run');
+      expect(run.items.map((x) => [x.path, x.enclosing?.qualifiedName])).toContainEqual(['src/main.ts', 'main']);
+
+      const guess = await references(a, 'uniqueHelper');
+      expect(guess.items.map((x) => [x.path, x.confidence])).toEqual([['src/orphan.ts', 0.5]]);
+    });
+  });
+
+  describe('incremental re-indexing', () => {
+    it('re-parses nothing when nothing changed', async () => {
+      const before = await getRepo(a, libId);
+      const after = await reindex(a, libId);
+      expect(after.status).toBe('indexed');
+      expect(after.progress.parsed).toBe(0);
+      expect(after.progress.unchanged).toBe(5);
+      expect(after.counts).toEqual(before.counts);
+    });
+
+    it('re-parses only a changed file, and references into it still resolve', async () => {
+      writeFiles(libDir, {
+        'src/util.ts': `export function tokenize(s: string): string[] {\n  return [s];\n}\n${LIB_FILES['src/util.ts']}`,
+      });
+      git(libDir, 'commit', '-q', '-am', 'add tokenize');
+      const head = git(libDir, 'rev-parse', 'HEAD');
+      const repo = await reindex(a, libId);
+      expect(repo.progress.parsed).toBe(1);
+      expect(repo.progress.unchanged).toBe(4);
+      expect(repo.lastIndexedCommit).toBe(head);
+
+      const [parse] = await definition(a, 'parse');
+      expect(parse?.span.startLine).toBe(4);
+      const seen = (await references(a, 'parse')).items.map((x) => [x.path, x.confidence]);
+      expect(seen).toContainEqual(['src/parser.ts', 0.95]);
+      expect(seen).toContainEqual(['src/main.ts', 0.95]);
+      expect(seen).toContainEqual(['src/util.ts', 0.9]);
+      expect((await definition(a, 'tokenize')).map((s) => s.path)).toEqual(['src/util.ts']);
+    });
+
+    it('drops a deleted file with its symbols and edges', async () => {
+      unlinkSync(path.join(libDir, 'src/other.ts'));
+      git(libDir, 'commit', '-q', '-am', 'remove other');
+      const repo = await reindex(a, libId);
+      expect(repo.progress.removed).toBe(1);
+      expect(repo.progress.parsed).toBe(0);
+      expect(repo.counts?.files).toBe(4);
+      expect(await symbols(a, 'q=uniqueHelper')).toEqual([]);
+      expect((await references(a, 'uniqueHelper')).items).toEqual([]);
+      expect(await danglingEdges(a)).toBe(0);
+    });
+  });
+
+  describe('git URLs', () => {
+    it('clones a file:// URL, indexes it, and removes the clone with the repo', async () => {
+      const dir = path.join(roots, 'remote-lib');
+      const head = makeRepo(dir, { 'pkg/mod.py': 'def shout(s):\n    """Loud."""\n    return s.upper()\n' });
+      const res = await call(a, 'POST', '/v1/repos', { url: pathToFileURL(dir).toString(), name: 'remote' });
+      expect(res.statusCode).toBe(202);
+      const id = res.json<RepoJson>().id;
+      await t.engram.worker.drain();
+      const repo = await getRepo(a, id);
+      expect([repo.status, repo.source, repo.name, repo.lastIndexedCommit]).toEqual(['indexed', 'url', 'remote', head]);
+      const found = await symbols(a, `q=shout&repo=${id}`);
+      expect(found.map((s) => [s.name, s.path, s.doc])).toEqual([['shout', 'pkg/mod.py', 'Loud.']]);
+      const clone = path.join(t.config.dataDir, 'repos', a.orgId, id);
+      expect(existsSync(path.join(clone, 'pkg/mod.py'))).toBe(true);
+
+      expect((await call(a, 'DELETE', `/v1/repos/${id}`)).statusCode).toBe(204);
+      expect(existsSync(clone)).toBe(false);
+      expect(await symbols(a, 'q=shout')).toEqual([]);
+      expect((await call(a, 'GET', `/v1/repos/${id}`)).statusCode).toBe(404);
+    });
+  });
+
+  describe('bad input', () => {
+    it.each([
+      ['neither path nor url', {}, 400],
+      ['both path and url', { path: '/tmp', url: 'https://example.com/x.git' }, 400],
+      ['a path outside the allowed roots', { path: '/etc' }, 403],
+      ['a relative path', { path: 'lib' }, 400],
+      ['a path that is not a directory', { path: '/nonexistent-root/x' }, 403],
+      ['plain http', { url: 'http://example.com/x.git' }, 400],
+      ['the ext transport', { url: 'ext::sh -c touch% /tmp/pwned' }, 400],
+      ['a file:// URL outside the allowed roots', { url: 'file:///etc' }, 403],
+      ['credentials in the URL', { url: 'https://user:secret@example.com/x.git' }, 400],
+      ['an unknown field', { path: '/tmp', branch: 'main' }, 400],
+    ])('refuses %s', async (_what, payload, status) => {
+      const res = await call(a, 'POST', '/v1/repos', payload);
+      expect(res.statusCode).toBe(status);
+      expect(res.json<{ error: { code: string } }>().error.code).toMatch(/^(VALIDATION_FAILED|FORBIDDEN)$/);
+    });
+
+    it('refuses a file inside the allowed roots, and the same location twice', async () => {
+      expect((await call(a, 'POST', '/v1/repos', { path: path.join(libDir, 'package.json') })).statusCode).toBe(400);
+      const dup = await call(a, 'POST', '/v1/repos', { path: libDir });
+      expect(dup.statusCode).toBe(409);
+    });
+
+    it('refuses every local path when no roots are configured', async () => {
+      const ws = new LocalRepoWorkspace({ dataDir: roots, allowedRoots: [], maxFileBytes: 1, maxFiles: 1 });
+      const err = await ws.resolveLocalPath(libDir).catch((e: unknown) => e);
+      expect(isAppError(err) && err.code).toBe('FORBIDDEN');
+    });
+
+    it('needs the code scopes', async () => {
+      const key = await a.keyWith(['memories:read']);
+      const res = await t.app.inject({ method: 'GET', url: '/v1/repos', headers: { authorization: `Bearer ${key}` } });
+      expect(res.statusCode).toBe(403);
+    });
+  });
+
+  describe('isolation between orgs', () => {
+    it('does not show, index or delete a repo of another org', async () => {
+      expect((await call(b, 'GET', '/v1/repos')).json<{ items: unknown[] }>().items).toEqual([]);
+      expect((await call(b, 'GET', `/v1/repos/${libId}`)).statusCode).toBe(404);
+      expect((await call(b, 'POST', `/v1/repos/${libId}/index`)).statusCode).toBe(404);
+      expect((await call(b, 'DELETE', `/v1/repos/${libId}`)).statusCode).toBe(404);
+      expect((await getRepo(a, libId)).status).toBe('indexed');
+    });
+
+    it('does not return symbols, definitions or references of another org', async () => {
+      expect(await symbols(b, 'q=parse')).toEqual([]);
+      expect(await definition(b, 'parse')).toEqual([]);
+      const parseId = (await definition(a, 'parse'))[0]?.symbol ?? '';
+      expect(await definition(b, parseId)).toEqual([]);
+      expect(await references(b, 'parse')).toEqual({ symbols: [], items: [] });
+    });
+
+    it('lets raw SQL under another org’s RLS see none of the repos, files, symbols or edges', async () => {
+      const mine = await rawCounts(a);
+      expect(Object.values(mine).every((n) => (n ?? 0) > 0)).toBe(true);
+      expect(await rawCounts(b)).toEqual({ repos: 0, files: 0, symbols: 0, edges: 0 });
+    });
+
+    it('lets org B register the same path as its own repo without seeing A’s', async () => {
+      const res = await call(b, 'POST', '/v1/repos', { path: libDir });
+      expect(res.statusCode).toBe(202);
+      const id = res.json<RepoJson>().id;
+      expect(id).not.toBe(libId);
+      await t.engram.worker.drain();
+      const mine = (await definition(b, 'parse')).map((s) => s.repo.id);
+      expect(mine).toEqual([id]);
+    });
+  });
+});
+
+describe(`migration 0010_code (${backend})`, () => {
+  it('grants the code scopes to admin-equivalent keys only, and takes them back on down', async () => {
+    const tdb = await createTestDatabase();
+    const db = await openDatabase(testConfig(tdb.env).store);
+    try {
+      const m = new Migrator(db.adminDb, db.kind);
+      await m.up(9);
+      const org = '018f0000-0000-7000-8000-000000000010';
+      await sql`INSERT INTO orgs (id, slug, name) VALUES (${org}, 'upgraded', 'Upgraded')`.execute(db.adminDb);
+      for (const [id, scopes] of [
+        ['018f0000-0000-7000-8000-0000000000b1', ['memories:read', 'admin:keys']],
+        ['018f0000-0000-7000-8000-0000000000b2', ['memories:read']],
+      ] as const) {
+        await sql`INSERT INTO api_keys (org_id, id, name, prefix, secret_hash, scopes)
+          VALUES (${org}, ${id}, 'k', ${id.slice(-4)}, 'x', ${[...scopes]}::text[])`.execute(db.adminDb);
+      }
+      const scopes = async () =>
+        (await sql<{ scopes: string[] }>`SELECT scopes FROM api_keys ORDER BY id`.execute(db.adminDb)).rows.map((r) =>
+          [...r.scopes].sort(),
+        );
+      await m.up(10);
+      expect(await scopes()).toEqual([['admin:keys', 'code:read', 'code:write', 'memories:read'], ['memories:read']]);
+      await m.down(1);
+      expect(await scopes()).toEqual([['admin:keys', 'memories:read'], ['memories:read']]);
+    } finally {
+      await db.close();
+      await tdb.drop();
+    }
+  });
+});
