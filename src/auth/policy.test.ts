@@ -4,7 +4,7 @@ import { can, effectiveScopes, ROLE_SCOPES } from './policy.ts';
 
 describe('effectiveScopes', () => {
   it('gives the roles’ scopes when the token carries no scope claim', () => {
-    expect([...effectiveScopes(undefined, ['reader'])]).toEqual(['memories:read']);
+    expect([...effectiveScopes(undefined, ['reader'])]).toEqual(['memories:read', 'code:read']);
     expect(effectiveScopes(undefined, ['owner']).size).toBe(ALL_SCOPES.length);
   });
 

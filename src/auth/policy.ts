@@ -19,9 +19,10 @@ export const ROLE_SCOPES: Readonly<Record<Role, readonly Scope[]>> = {
     'code:read',
     'code:write',
   ],
-  member: ['memories:read', 'memories:write'],
-  reader: ['memories:read'],
-  service: ['memories:read', 'memories:write'],
+  // Reading the code graph is part of everyday agent work; registering repositories is an admin's.
+  member: ['memories:read', 'memories:write', 'code:read'],
+  reader: ['memories:read', 'code:read'],
+  service: ['memories:read', 'memories:write', 'code:read'],
 };
 
 /**
