@@ -19,7 +19,9 @@ import type { Tracer } from '@opentelemetry/api';
 import type { Authenticator } from './auth/authenticator.ts';
 import type { HttpConfig } from './config/config.ts';
 import type { AuditService } from './domain/audit/audit.service.ts';
+import type { CodeGraphService } from './domain/code/code-graph.service.ts';
 import type { CodeQueryService } from './domain/code/code-query.service.ts';
+import type { CodeSearchService } from './domain/code/code-search.service.ts';
 import type { RepoService } from './domain/code/repo.service.ts';
 import type { JobService } from './domain/jobs/job.service.ts';
 import type { MemoryService } from './domain/memory/memory.service.ts';
@@ -34,6 +36,8 @@ import { installTracing } from './http/plugins/tracing.ts';
 import { installRateLimit, type RateLimitPluginDeps } from './http/plugins/rate-limit.ts';
 import { DOCS_CSP, registerSecurity } from './http/plugins/security.ts';
 import { auditRoutes } from './http/routes/audit.routes.ts';
+import { codeGraphRoutes } from './http/routes/code-graph.routes.ts';
+import { codeSearchRoutes } from './http/routes/code-search.routes.ts';
 import { codeRoutes } from './http/routes/code.routes.ts';
 import { healthRoutes } from './http/routes/health.routes.ts';
 import { jobRoutes } from './http/routes/jobs.routes.ts';
@@ -53,7 +57,16 @@ export interface AppDeps {
   /** The org's background jobs (/v1/jobs); omitted: no such routes. */
   readonly jobs?: JobService | undefined;
   /** Code intelligence (/v1/repos, /v1/code); omitted: no such routes. */
-  readonly code?: { readonly repos: RepoService; readonly query: CodeQueryService } | undefined;
+  readonly code?:
+    | {
+        readonly repos: RepoService;
+        readonly query: CodeQueryService;
+        /** Dependencies, dependents, impact, source and repo maps; omitted: no such routes. */
+        readonly graph?: CodeGraphService | undefined;
+      }
+    | undefined;
+  /** Code search (POST /v1/code/search); omitted: no such route. */
+  readonly codeSearch?: CodeSearchService | undefined;
   readonly authenticator: Authenticator;
   readonly health: Health;
   /** Dependency states for /health/deps; omitted: no such routes. */
@@ -259,6 +272,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(auditRoutes({ audit: deps.audit }));
   if (deps.jobs !== undefined) await app.register(jobRoutes({ jobs: deps.jobs }));
   if (deps.code !== undefined) await app.register(codeRoutes({ repos: deps.code.repos, code: deps.code.query }));
+  if (deps.code?.graph !== undefined) await app.register(codeGraphRoutes({ graph: deps.code.graph }));
+  if (deps.codeSearch !== undefined) await app.register(codeSearchRoutes({ codeSearch: deps.codeSearch }));
   if (deps.mcp !== undefined) await app.register(mcpRoutes(deps.mcp));
   return app;
 }

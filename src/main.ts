@@ -19,9 +19,14 @@ import { embedMemoryHandler } from './domain/jobs/embed-memory.handler.ts';
 import { JobService } from './domain/jobs/job.service.ts';
 import { EMBED_MEMORY } from './domain/jobs/job.types.ts';
 import { CodeIndexer } from './domain/code/code-indexer.ts';
+import { CodeGraphService } from './domain/code/code-graph.service.ts';
 import { CodeQueryService } from './domain/code/code-query.service.ts';
+import { CodeChunkIndexer } from './domain/code/code-chunk-indexer.ts';
+import { CodeSearchService } from './domain/code/code-search.service.ts';
+import { INDEX_CODE_CHUNKS } from './domain/code/code-search.types.ts';
 import { INDEX_REPO } from './domain/code/code.types.ts';
 import { RepoService } from './domain/code/repo.service.ts';
+import { createCodeAnalysis } from './code/code-analysis.ts';
 import { LocalRepoWorkspace } from './code/local-workspace.ts';
 import { createTreeSitterParser } from './code/tree-sitter-parser.ts';
 import { JobWorker } from './domain/jobs/job.worker.ts';
@@ -31,7 +36,9 @@ import { createEmbedder } from './embed/create-embedder.ts';
 import { ResilientEmbedder } from './embed/resilient-embedder.ts';
 import type { RequestContext } from './domain/tenancy/tenancy.types.ts';
 import { createMcpServer, type McpLog, type McpOrigin } from './mcp/server.ts';
+import { codeTools } from './mcp/tools/code.tools.ts';
 import { graphTools } from './mcp/tools/graph.tools.ts';
+import { codeSearchTools } from './mcp/tools/code-search.tools.ts';
 import { memoryTools } from './mcp/tools/memory.tools.ts';
 import { DependencyHealth, embedderProbe, Health, pingProbe, type DependencyProbe } from './ops/health.ts';
 import { Metrics } from './ops/metrics.ts';
@@ -81,6 +88,10 @@ export interface Engram {
   readonly repos: RepoService;
   /** Symbols, definitions and references of the org's indexed code. */
   readonly code: CodeQueryService;
+  /** Dependencies, dependents, impact, source and repo maps of the org's indexed code. */
+  readonly codeGraph: CodeGraphService;
+  /** Code search over the org's chunks (lexical, vector, graph expansion). */
+  readonly codeSearch: CodeSearchService;
   /** The durable job queue, across orgs (workers' side). */
   readonly jobQueue: JobQueue;
   /** This process's job worker; `startServer` starts it, tests drive it with `runOnce`/`drain`. */
@@ -325,12 +336,29 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
     const parser = await createTreeSitterParser();
     const repos = new RepoService({ tenantDb, workspace, jobMaxAttempts: config.jobs.maxAttempts });
     const code = new CodeQueryService({ tenantDb });
-    const indexer = new CodeIndexer({ tenantDb, parser, workspace });
+    const codeGraph = new CodeGraphService({ tenantDb, workspace });
+    const codeSearch = new CodeSearchService({ tenantDb, embedder, limits: config.limits, onEmbedError });
+    const chunker = new CodeChunkIndexer({
+      tenantDb,
+      workspace,
+      embedder,
+      jobMaxAttempts: config.jobs.maxAttempts,
+      onEmbedError,
+    });
+    const indexer = new CodeIndexer({
+      tenantDb,
+      parser,
+      workspace,
+      analysis: createCodeAnalysis(),
+      precise: { enabled: config.code.precise, maxFiles: config.code.preciseMaxFiles },
+    });
     const worker = new JobWorker({
       queue: jobQueue,
       handlers: new Map([
         [EMBED_MEMORY, embedMemoryHandler({ tenantDb, embedder })],
-        [INDEX_REPO, indexer.handler()],
+        // A successful index run queues the (re)chunking of what changed for code search.
+        [INDEX_REPO, chunker.afterIndexing(indexer.handler())],
+        [INDEX_CODE_CHUNKS, chunker.handler()],
       ]),
       workerId: `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`,
       concurrency: config.jobs.concurrency,
@@ -377,6 +405,8 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       jobs,
       repos,
       code,
+      codeGraph,
+      codeSearch,
       jobQueue,
       worker,
       rateLimiter,
@@ -531,6 +561,8 @@ export function mcpServerFactory(engram: Engram, log: McpLog): (ctx: RequestCont
   const tools = [
     ...memoryTools({ memories: engram.memories, search: engram.search, maxLimit: engram.config.limits.searchLimit }),
     ...graphTools({ graph: engram.graph }),
+    ...codeTools({ query: engram.code, graph: engram.codeGraph }),
+    ...codeSearchTools({ codeSearch: engram.codeSearch, maxLimit: engram.config.limits.searchLimit }),
   ];
   return (ctx, origin) =>
     createMcpServer(
@@ -566,7 +598,8 @@ export function appDeps(engram: Engram, health: Health, log?: Logger): AppDeps {
     apiKeys: engram.apiKeys,
     audit: engram.audit,
     jobs: engram.jobs,
-    code: { repos: engram.repos, query: engram.code },
+    code: { repos: engram.repos, query: engram.code, graph: engram.codeGraph },
+    codeSearch: engram.codeSearch,
     authenticator: engram.authenticator,
     health,
     dependencies: dependencyHealth(engram),

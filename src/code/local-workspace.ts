@@ -2,10 +2,11 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, realpath, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { PackageIdentity, RepoSourceKind } from '../domain/code/code.types.ts';
+import type { PackageIdentity, RepoManifest, RepoSourceKind } from '../domain/code/code.types.ts';
 import { AppError, errors } from '../errors.ts';
 import type { Checkout, RepoWorkspace, WalkResult } from '../ports/repo-workspace.ts';
 import { gitClone, gitHead, gitUpdate, parseGitUrl } from './git.ts';
+import { readManifest } from './manifests.ts';
 import { detectPackage } from './package-identity.ts';
 import { walkRepository } from './walker.ts';
 
@@ -108,6 +109,29 @@ export class LocalRepoWorkspace implements RepoWorkspace {
 
   packageIdentity(root: string): Promise<PackageIdentity | undefined> {
     return detectPackage(root);
+  }
+
+  manifest(root: string): Promise<RepoManifest> {
+    return readManifest(root);
+  }
+
+  async readTreeFile(
+    orgId: string,
+    repo: { id: string; sourceKind: RepoSourceKind; location: string },
+    relPath: string,
+  ): Promise<Uint8Array | undefined> {
+    // A path repo is checked against the allowed roots again: the operator may have narrowed them since.
+    const root =
+      repo.sourceKind === 'path' ? await this.resolveLocalPath(repo.location) : this.cloneDir(orgId, repo.id);
+    const abs = path.resolve(root, relPath);
+    if (path.isAbsolute(relPath) || !within(abs, root)) return undefined;
+    try {
+      // Symbolic links are not followed out of the tree (the walk never followed them in).
+      if (!within(await realpath(abs), await realpath(root))) return undefined;
+      return await readFile(abs);
+    } catch {
+      return undefined;
+    }
   }
 
   async discard(orgId: string, repoId: string): Promise<void> {

@@ -114,6 +114,8 @@ const envSchema = z.object({
   CODE_ALLOWED_ROOTS: list(''),
   CODE_MAX_FILE_BYTES: intFrom(1_048_576, 1, 1_073_741_824),
   CODE_MAX_FILES: intFrom(50_000, 1, 10_000_000),
+  CODE_PRECISE: boolFrom(true),
+  CODE_PRECISE_MAX_FILES: intFrom(5_000, 0, 10_000_000),
   SHUTDOWN_TIMEOUT_MS: intFrom(10_000, 0, 600_000),
   SHUTDOWN_DELAY_MS: intFrom(0, 0, 300_000),
   AUTH_ISSUER: z.string().trim().min(1).optional(),
@@ -236,6 +238,10 @@ export interface CodeConfig {
   readonly maxFileBytes: number;
   /** The walk stops after this many files per repository. */
   readonly maxFiles: number;
+  /** The precise pass (TypeScript compiler) after the heuristic resolution of JS/TS repositories with a tsconfig. */
+  readonly precise: boolean;
+  /** Repositories with more JS/TS files than this skip the precise pass. */
+  readonly preciseMaxFiles: number;
 }
 
 /** The durable job queue and this instance's worker (see docs/operations.md, "Background jobs"). */
@@ -508,6 +514,8 @@ export function loadConfig(env: Env = process.env): Config {
       allowedRoots: e.CODE_ALLOWED_ROOTS.map((r) => path.resolve(r)),
       maxFileBytes: e.CODE_MAX_FILE_BYTES,
       maxFiles: e.CODE_MAX_FILES,
+      precise: e.CODE_PRECISE,
+      preciseMaxFiles: e.CODE_PRECISE_MAX_FILES,
     }),
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     shutdownDelayMs: e.SHUTDOWN_DELAY_MS,

@@ -2,16 +2,25 @@ import type { CodeLanguage, Span, SymbolKind } from './code-parser.ts';
 import type {
   CodeReference,
   CodeSymbol,
+  DependencyKind,
   EdgeKind,
   IndexProgress,
   PackageIdentity,
   Repo,
   RepoCounts,
+  RepoDependency,
   RepoSourceKind,
   RepoStatus,
   SymbolMatch,
   SymbolQuery,
 } from '../domain/code/code.types.ts';
+import type {
+  GraphLevel,
+  GraphNode,
+  GraphStep,
+  GraphStepQuery,
+  ReferenceGraph,
+} from '../domain/code/code-graph.types.ts';
 
 export interface NewRepoRow {
   readonly id: string;
@@ -89,6 +98,48 @@ export interface UnresolvedImport {
   readonly specifier: string;
 }
 
+/** A row of `code_packages`: a package a repository provides or depends on. */
+export interface PackageRow {
+  readonly role: 'provides' | 'depends';
+  readonly manager: string;
+  readonly name: string;
+  readonly version: string;
+  readonly dependencyKind: DependencyKind | null;
+  readonly dir: string;
+  /** `provides`: the repository file the entry point maps to. */
+  readonly entryPath: string | null;
+}
+
+/** A reference edge with its position, for the precise pass. */
+export interface ReferenceSite {
+  readonly edgeId: string;
+  readonly path: string;
+  readonly span: Span;
+  readonly dstId: string | null;
+  /** The repository the current target lives in (null while unresolved). */
+  readonly dstRepoId: string | null;
+  readonly confidence: number;
+}
+
+/** Where a symbol's name is written: how the precise pass maps a compiler answer to a symbol. */
+export interface SymbolAnchor {
+  readonly id: string;
+  readonly fileId: string;
+  /** The whole definition: what encloses a reference. */
+  readonly span: Span;
+  readonly path: string;
+  readonly name: string;
+  readonly line: number;
+  readonly column: number;
+}
+
+export interface EdgeTargetUpdate {
+  readonly edgeId: string;
+  /** null: unresolved. */
+  readonly dstId: string | null;
+  readonly confidence: number;
+}
+
 export interface ImportTarget {
   readonly fileId: string;
   readonly specifier: string;
@@ -132,9 +183,47 @@ export interface CodeStore {
    */
   resolveReferences(repoId: string, recheckGuesses: boolean): Promise<number>;
 
+  /** Replaces the packages the repository provides and depends on. */
+  replacePackages(repoId: string, rows: readonly PackageRow[]): Promise<void>;
+  /**
+   * DEPENDS_ON edges of the org: a repository declaring a dependency on a
+   * package another repository provides (same manager and name). With a
+   * repoId, only those from or to it.
+   */
+  findRepoDependencies(repoId?: string): Promise<RepoDependency[]>;
+  /**
+   * Resolves names imported from a package another repository of the org
+   * provides, for edges from `repoId` and edges into it: in the package's
+   * entry file or a file it imports (0.9), else the only exported top-level
+   * symbol of that name in that repository (0.6). Cross-repository targets
+   * below 1 are rechecked first. Returns how many edges were resolved.
+   */
+  resolveCrossRepoReferences(repoId: string): Promise<number>;
+  /** Reference edges (CALLS, REFERENCES, EXTENDS, IMPLEMENTS) written in these languages, with positions. */
+  findReferenceSites(repoId: string, languages: readonly CodeLanguage[]): Promise<ReferenceSite[]>;
+  findSymbolAnchors(repoId: string): Promise<SymbolAnchor[]>;
+  updateEdgeTargets(repoId: string, updates: readonly EdgeTargetUpdate[]): Promise<void>;
+  /** Adds edges to files of the repository (the precise pass's references the parser missed). */
+  insertEdges(repoId: string, edges: ReadonlyArray<{ readonly fileId: string; readonly edge: EdgeRow }>): Promise<void>;
+
   /** Case-insensitive: exact name first, then prefix, then contains. */
   findSymbols(q: SymbolQuery): Promise<CodeSymbol[]>;
   findDefinitions(match: SymbolMatch, repoId: string | undefined, limit: number): Promise<CodeSymbol[]>;
   /** Resolved edges into these symbols, strongest first. */
   findReferences(symbolIds: readonly string[], limit: number): Promise<CodeReference[]>;
+
+  /** Files at exactly this repository path, in one repository or all of them, as graph nodes. */
+  findFilesByPath(path: string, repoId: string | undefined): Promise<GraphNode[]>;
+  /**
+   * One breadth-first step of a traversal: the resolved edges leaving the
+   * frontier in the query's direction at its level, one row per (from, to,
+   * kind) with the strongest confidence, none below `minConfidence`.
+   */
+  findGraphSteps(q: GraphStepQuery): Promise<GraphStep[]>;
+  /** Nodes by id, described for answers: symbols and files at the symbol and file levels, repositories at the package level. */
+  findGraphNodes(level: GraphLevel, ids: readonly string[]): Promise<GraphNode[]>;
+  /** Every symbol of these files, for mapping changed lines to symbols. */
+  findFileSymbols(fileIds: readonly string[]): Promise<CodeSymbol[]>;
+  /** One repository's symbols and its resolved symbol references (in-repo), for ranking. */
+  findReferenceGraph(repoId: string): Promise<ReferenceGraph>;
 }

@@ -1,4 +1,4 @@
-import type { PackageIdentity, RepoSourceKind } from '../domain/code/code.types.ts';
+import type { PackageIdentity, RepoManifest, RepoSourceKind } from '../domain/code/code.types.ts';
 
 /** A file the walk found: `path` is posix and relative to the repository root. */
 export interface WalkedFile {
@@ -44,6 +44,17 @@ export interface RepoWorkspace {
   readFile(absPath: string): Promise<Uint8Array>;
   /** The package the root declares (package.json, go.mod, Cargo.toml, pyproject.toml); undefined when none. */
   packageIdentity(root: string): Promise<PackageIdentity | undefined>;
+  /** What the manifests declare: the root identity, the packages provided (root, npm workspaces) and the dependencies. */
+  manifest(root: string): Promise<RepoManifest>;
+  /**
+   * A file of the repository's tree as last checked out (no fetch), by its
+   * repository path; undefined when it is gone or the path leaves the tree.
+   */
+  readTreeFile(
+    orgId: string,
+    repo: { id: string; sourceKind: RepoSourceKind; location: string },
+    path: string,
+  ): Promise<Uint8Array | undefined>;
   /** Deletes a repository's clone, if any. */
   discard(orgId: string, repoId: string): Promise<void>;
 }

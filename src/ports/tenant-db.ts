@@ -13,6 +13,7 @@ import type { ApiKey, Org, Scope } from '../domain/tenancy/tenancy.types.ts';
 import type { OrgQuotas } from '../domain/tenancy/quota.types.ts';
 import type { JobStore } from './job-queue.ts';
 import type { CodeStore } from './code-store.ts';
+import type { CodeChunkStore } from './code-chunk-store.ts';
 
 /**
  * The only door to tenant data. `withTenant(orgId, fn)` runs `fn` in one
@@ -31,6 +32,7 @@ export interface TenantStores {
   readonly graph: GraphStore;
   readonly jobs: JobStore;
   readonly code: CodeStore;
+  readonly codeChunks: CodeChunkStore;
 }
 
 /**

@@ -1,5 +1,4 @@
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, realpathSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -9,6 +8,7 @@ import { LocalRepoWorkspace } from '../../src/code/local-workspace.ts';
 import { isAppError } from '../../src/errors.ts';
 import { openDatabase } from '../../src/storage/postgres/database.ts';
 import { Migrator } from '../../src/storage/postgres/migrator.ts';
+import { git, makeRepo, writeFiles } from '../helpers/code-fixtures.ts';
 import {
   backend,
   createTestDatabase,
@@ -60,29 +60,6 @@ interface RefJson {
   span: { startLine: number } | null;
   enclosing: { qualifiedName: string } | null;
   target: { name: string; path: string };
-}
-
-const git = (cwd: string, ...args: string[]): string =>
-  execFileSync('git', ['-c', 'user.name=Test', '-c', 'user.email=test@example.com', ...args], {
-    cwd,
-    encoding: 'utf8',
-  }).trim();
-
-function writeFiles(root: string, files: Record<string, string>): void {
-  for (const [rel, content] of Object.entries(files)) {
-    const abs = path.join(root, rel);
-    mkdirSync(path.dirname(abs), { recursive: true });
-    writeFileSync(abs, content);
-  }
-}
-
-function makeRepo(root: string, files: Record<string, string>): string {
-  mkdirSync(root, { recursive: true });
-  git(root, 'init', '-q', '-b', 'main');
-  writeFiles(root, files);
-  git(root, 'add', '-A');
-  git(root, 'commit', '-q', '-m', 'initial');
-  return git(root, 'rev-parse', 'HEAD');
 }
 
 const MAX_FILE_BYTES = 4096;

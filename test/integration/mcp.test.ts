@@ -18,6 +18,19 @@ const GRAPH_TOOLS = [
   'read_graph',
   'search_nodes',
 ];
+/** Code search (code:read). */
+const CODE_SEARCH_TOOLS = ['search_code'];
+/** Code graph queries (code:read). */
+const CODE_TOOLS = [
+  'find_references',
+  'find_symbol',
+  'get_code',
+  'get_definition',
+  'get_dependencies',
+  'get_dependents',
+  'impact',
+  'repo_map',
+];
 const READ_TOOLS = [
   'get_memory',
   'list_memories',
@@ -66,7 +79,9 @@ describe(`MCP over Streamable HTTP (${backend})`, () => {
 
   it('lists every tool with title, annotations and input and output schemas', async () => {
     const { tools } = await client.listTools();
-    expect(tools.map((x) => x.name).sort()).toEqual([...MEMORY_TOOLS, ...GRAPH_TOOLS].sort());
+    expect(tools.map((x) => x.name).sort()).toEqual(
+      [...MEMORY_TOOLS, ...GRAPH_TOOLS, ...CODE_SEARCH_TOOLS, ...CODE_TOOLS].sort(),
+    );
     const forget = tools.find((x) => x.name === 'forget');
     expect(forget?.annotations).toMatchObject({ destructiveHint: true, readOnlyHint: false, title: 'Forget' });
     const recall = tools.find((x) => x.name === 'recall');
@@ -207,7 +222,9 @@ describe(`MCP over Streamable HTTP (${backend})`, () => {
     });
     await sse.connect(transport);
     try {
-      expect((await sse.listTools()).tools.length).toBe(MEMORY_TOOLS.length + GRAPH_TOOLS.length);
+      expect((await sse.listTools()).tools.length).toBe(
+        MEMORY_TOOLS.length + GRAPH_TOOLS.length + CODE_SEARCH_TOOLS.length + CODE_TOOLS.length,
+      );
       const r = await sse.callTool({ name: 'remember', arguments: { content: 'SSE clients still work' } });
       expect(r.isError).not.toBe(true);
       // A session is bound to its principal: another org cannot post into it.
@@ -334,7 +351,10 @@ describe(`MCP with OAuth 2.1 tokens (${backend})`, () => {
     const token = await mintToken(key, { org: org.orgId, roles: ['reader'] });
     const client = await connect(url, { authorization: `Bearer ${token}` });
     try {
-      expect((await client.listTools()).tools.map((x) => x.name).sort()).toEqual([...READ_TOOLS].sort());
+      // The reader role holds code:read too.
+      expect((await client.listTools()).tools.map((x) => x.name).sort()).toEqual(
+        [...READ_TOOLS, ...CODE_SEARCH_TOOLS, ...CODE_TOOLS].sort(),
+      );
     } finally {
       await client.close();
     }

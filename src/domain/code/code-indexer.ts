@@ -1,8 +1,19 @@
 import { createHash } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 import { errors } from '../../errors.ts';
-import type { CodeLanguage, CodeParser, ParsedFile, ReferenceKind } from '../../ports/code-parser.ts';
-import type { EdgeRow, ImportTarget, IndexedFile, StoredFile, SymbolRow } from '../../ports/code-store.ts';
+import type { CodeAnalysis, PreciseDefinition, PreciseOccurrence, PreciseSession } from '../../ports/code-analysis.ts';
+import type { CodeLanguage, CodeParser, ParsedFile, ReferenceKind, Span } from '../../ports/code-parser.ts';
+import type {
+  EdgeRow,
+  EdgeTargetUpdate,
+  ImportTarget,
+  IndexedFile,
+  PackageRow,
+  ReferenceSite,
+  StoredFile,
+  SymbolAnchor,
+  SymbolRow,
+} from '../../ports/code-store.ts';
 import type { RepoWorkspace, WalkedFile } from '../../ports/repo-workspace.ts';
 import type { TenantDb } from '../../ports/tenant-db.ts';
 import type { Job } from '../jobs/job.types.ts';
@@ -15,6 +26,7 @@ import {
   type IndexProgress,
   type PackageIdentity,
   type Repo,
+  type RepoManifest,
 } from './code.types.ts';
 import { resolveModule } from './module-resolution.ts';
 import { fallbackPackage, fileDescriptors, scipSymbol, symbolDescriptor } from './scip.ts';
@@ -46,6 +58,64 @@ export interface CodeIndexerDeps {
   readonly tenantDb: TenantDb;
   readonly parser: CodeParser;
   readonly workspace: RepoWorkspace;
+  /** JS/TS module resolution and the precise (compiler) pass; without it, only the built-in resolution runs. */
+  readonly analysis?: CodeAnalysis | undefined;
+  /** The precise pass: on (default) and the JS/TS file count above which a repository skips it. */
+  readonly precise?: { readonly enabled: boolean; readonly maxFiles: number } | undefined;
+}
+
+const JS_LANGUAGES: readonly CodeLanguage[] = ['javascript', 'typescript', 'tsx'];
+const isJs = (l: CodeLanguage): boolean => JS_LANGUAGES.includes(l);
+/** Reference sites asked of the compiler between yields to the event loop. */
+const PRECISE_YIELD_EVERY = 200;
+
+/** Build output directories whose sources usually live under `src/`. */
+const BUILD_DIRS = new Set(['dist', 'lib', 'build', 'out', 'esm', 'cjs', 'types']);
+
+/**
+ * The repository file a package's entry point names: each candidate as
+ * written (with TypeScript's `.js` → `.ts` and index resolution), its `.d.ts`
+ * as the source next to it, and build output mapped back to `src/`.
+ */
+export function entryFile(dir: string, candidates: readonly string[], has: (p: string) => boolean): string | undefined {
+  for (const c of candidates) {
+    const rel = dir === '' ? c : c.slice(dir.length + 1);
+    const base = rel.replace(/\.d\.(m|c)?ts$/, '.$1js');
+    const segs = base.split('/');
+    const variants = [base];
+    if (segs.length > 1 && BUILD_DIRS.has(segs[0] ?? '')) {
+      variants.push(['src', ...segs.slice(1)].join('/'), segs.slice(1).join('/'), `src/${segs.at(-1) ?? ''}`);
+    }
+    for (const v of variants) {
+      const hit = resolveModule('typescript', dir === '' ? 'x' : `${dir}/x`, `./${v}`, has);
+      if (hit !== undefined) return hit;
+    }
+  }
+  return undefined;
+}
+
+/** The `code_packages` rows of a manifest, entry points mapped to indexed files. */
+export function packageRows(manifest: RepoManifest, has: (p: string) => boolean): PackageRow[] {
+  return [
+    ...manifest.provides.map((p) => ({
+      role: 'provides' as const,
+      manager: p.manager,
+      name: p.name,
+      version: p.version,
+      dependencyKind: null,
+      dir: p.dir,
+      entryPath: entryFile(p.dir, p.entryCandidates, has) ?? null,
+    })),
+    ...manifest.dependencies.map((d) => ({
+      role: 'depends' as const,
+      manager: d.manager,
+      name: d.name,
+      version: d.version,
+      dependencyKind: d.kind,
+      dir: d.dir,
+      entryPath: null,
+    })),
+  ];
 }
 
 /** How a name written in a file is bound by that file's imports. */
@@ -264,7 +334,8 @@ export class CodeIndexer {
       );
 
     const checkout = await workspace.checkout(orgId, repo);
-    const pkg = (await workspace.packageIdentity(checkout.root)) ?? fallbackPackage(repo.name);
+    const manifest = await workspace.manifest(checkout.root);
+    const pkg = manifest.identity ?? fallbackPackage(repo.name);
     await report({ phase: 'walking' });
     const walk = await workspace.walk(checkout.root);
     const files: Array<WalkedFile & { language: CodeLanguage }> = [];
@@ -333,18 +404,58 @@ export class CodeIndexer {
     }
     await flush();
 
-    if (progress.parsed > 0 || removed.length > 0 || progress.failed > 0) {
+    const changed = progress.parsed > 0 || removed.length > 0 || progress.failed > 0;
+    const has = (p: string) => present.has(p);
+    if (changed) {
       await report({ phase: 'resolving' });
+      const resolver = this.deps.analysis?.moduleResolver(checkout.root);
       await tenant.withTenant(orgId, async ({ code }) => {
         const targets: ImportTarget[] = [];
         for (const u of await code.findUnresolvedImports(repo.id)) {
-          const target = resolveModule(u.language, u.fromPath, u.specifier, (p) => present.has(p));
+          // tsconfig paths, package exports and workspaces first; the built-in rules when it finds nothing.
+          const viaResolver =
+            resolver !== undefined && isJs(u.language) ? resolver.resolve(u.fromPath, u.specifier) : undefined;
+          const target =
+            viaResolver !== undefined && has(viaResolver)
+              ? viaResolver
+              : resolveModule(u.language, u.fromPath, u.specifier, has);
           const targetFileId = target === undefined ? undefined : present.get(target);
           if (targetFileId !== undefined) targets.push({ fileId: u.fileId, specifier: u.specifier, targetFileId });
         }
         await code.resolveImports(repo.id, targets);
         await code.resolveReferences(repo.id, true);
       });
+    }
+    // Packages are cheap to rewrite; links with other repositories are made again at every run,
+    // since the other side may have been (re)indexed since.
+    await tenant.withTenant(orgId, async ({ code }) => {
+      await code.replacePackages(repo.id, packageRows(manifest, has));
+      await code.resolveCrossRepoReferences(repo.id);
+    });
+
+    const precise = this.deps.precise ?? { enabled: true, maxFiles: 5_000 };
+    const jsFiles = files.filter((f) => isJs(f.language) && present.has(f.path)).map((f) => f.path);
+    if (changed && precise.enabled && this.deps.analysis !== undefined && jsFiles.length > 0) {
+      if (jsFiles.length <= precise.maxFiles) {
+        await report({ phase: 'precise' });
+        const session = this.deps.analysis.openPrecise(checkout.root, jsFiles);
+        if (session !== undefined) {
+          try {
+            // Read, ask the compiler outside any transaction, then write.
+            const [sites, anchors] = await tenant.withTenant(orgId, ({ code }) =>
+              Promise.all([code.findReferenceSites(repo.id, JS_LANGUAGES), code.findSymbolAnchors(repo.id)]),
+            );
+            const jsPresent = new Map(jsFiles.map((p) => [p, present.get(p) as string]));
+            const { updates, inserts } = await precisePass(repo.id, jsPresent, sites, anchors, session);
+            await tenant.withTenant(orgId, async ({ code }) => {
+              await code.updateEdgeTargets(repo.id, updates);
+              await code.insertEdges(repo.id, inserts);
+            });
+          } finally {
+            session.close();
+          }
+        }
+      }
     }
 
     progress = { ...progress, phase: 'done' };
@@ -381,4 +492,106 @@ export class CodeIndexer {
       pkg,
     );
   }
+}
+
+const OCCURRENCE_EDGES: Readonly<Record<PreciseOccurrence['kind'], EdgeKind>> = {
+  call: 'CALLS',
+  reference: 'REFERENCES',
+  extends: 'EXTENDS',
+  implements: 'IMPLEMENTS',
+};
+
+const contains = (s: Span, line: number, col: number): boolean =>
+  (s.startLine < line || (s.startLine === line && s.startColumn <= col)) &&
+  (s.endLine > line || (s.endLine === line && s.endColumn > col));
+
+/** What the precise pass changes: targets of existing reference edges, and references the parser missed. */
+export interface PreciseResult {
+  readonly updates: EdgeTargetUpdate[];
+  readonly inserts: Array<{ fileId: string; edge: EdgeRow }>;
+}
+
+/**
+ * The precise pass: asks the compiler where each JS/TS reference of the
+ * repository points, and maps its answer to a symbol by file and name
+ * position. A reference the compiler places on one of our symbols gets that
+ * target with confidence 1; one it places on something we do not index (a
+ * local, a parameter, a library declaration) loses a heuristic target in this
+ * repository; references it cannot answer, and links into other
+ * repositories, keep what the heuristics found. Identifiers the parser did
+ * not report as references (a constant read, an enum or a namespace used as
+ * a value) but the compiler resolves to one of our symbols become new edges,
+ * also at 1.0, from the innermost symbol around them.
+ */
+export async function precisePass(
+  repoId: string,
+  files: ReadonlyMap<string, string>,
+  sites: readonly ReferenceSite[],
+  anchors: readonly SymbolAnchor[],
+  session: PreciseSession,
+): Promise<PreciseResult> {
+  const at = new Map<string, string>();
+  const onLine = new Map<string, string>();
+  const byFile = new Map<string, SymbolAnchor[]>();
+  for (const a of anchors) {
+    at.set(`${a.path}:${a.line}:${a.column}`, a.id);
+    onLine.set(`${a.path}:${a.line}:${a.name}`, a.id);
+    byFile.set(a.path, [...(byFile.get(a.path) ?? []), a]);
+  }
+  const symbolOf = (defs: readonly PreciseDefinition[]): string | undefined => {
+    for (const d of defs) {
+      if (d.path === undefined) continue;
+      const hit = at.get(`${d.path}:${d.line}:${d.column}`) ?? onLine.get(`${d.path}:${d.line}:${d.name}`);
+      if (hit !== undefined) return hit;
+    }
+    return undefined;
+  };
+  const siteKeys = new Set(sites.map((x) => `${x.path}:${x.span.startLine}:${x.span.startColumn}`));
+  const occurrences = new Map<string, PreciseOccurrence>();
+  const inserts: PreciseResult['inserts'] = [];
+  for (const [path, fileId] of files) {
+    await yieldToLoop();
+    for (const o of session.occurrencesIn(path)) {
+      const key = `${path}:${o.line}:${o.column}`;
+      occurrences.set(key, o);
+      if (siteKeys.has(key)) continue;
+      const dst = symbolOf(o.definitions);
+      if (dst === undefined) continue;
+      let enclosing: SymbolAnchor | undefined;
+      for (const a of byFile.get(path) ?? []) {
+        if (!contains(a.span, o.line, o.column)) continue;
+        if (enclosing === undefined || contains(enclosing.span, a.span.startLine, a.span.startColumn)) enclosing = a;
+      }
+      inserts.push({
+        fileId,
+        edge: {
+          kind: OCCURRENCE_EDGES[o.kind],
+          src: enclosing === undefined ? { kind: 'file', id: fileId } : { kind: 'symbol', id: enclosing.id },
+          dst: { kind: 'symbol', id: dst },
+          dstName: o.name,
+          dstModule: undefined,
+          hintFileId: undefined,
+          confidence: CONFIDENCE.exact,
+          span: { startLine: o.line, startColumn: o.column, endLine: o.endLine, endColumn: o.endColumn },
+        },
+      });
+    }
+  }
+  const updates: EdgeTargetUpdate[] = [];
+  let n = 0;
+  for (const site of sites) {
+    if (++n % PRECISE_YIELD_EVERY === 0) await yieldToLoop();
+    const known = occurrences.get(`${site.path}:${site.span.startLine}:${site.span.startColumn}`);
+    const defs = known?.definitions ?? session.definitionsAt(site.path, site.span.startLine, site.span.startColumn);
+    if (defs === undefined || defs.length === 0) continue;
+    const hit = symbolOf(defs);
+    if (hit !== undefined) {
+      if (site.dstId !== hit || site.confidence < CONFIDENCE.exact) {
+        updates.push({ edgeId: site.edgeId, dstId: hit, confidence: CONFIDENCE.exact });
+      }
+    } else if (site.dstId !== null && (site.dstRepoId === repoId || site.dstRepoId === null)) {
+      updates.push({ edgeId: site.edgeId, dstId: null, confidence: CONFIDENCE.unresolved });
+    }
+  }
+  return { updates, inserts };
 }

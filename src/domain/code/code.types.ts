@@ -8,7 +8,7 @@ export const REPO_SOURCE_KINDS = ['path', 'url'] as const;
 export type RepoSourceKind = (typeof REPO_SOURCE_KINDS)[number];
 
 /** What a run is doing now; `done` once it finished. */
-export const INDEX_PHASES = ['queued', 'checkout', 'walking', 'parsing', 'resolving', 'done'] as const;
+export const INDEX_PHASES = ['queued', 'checkout', 'walking', 'parsing', 'resolving', 'precise', 'done'] as const;
 export type IndexPhase = (typeof INDEX_PHASES)[number];
 
 /**
@@ -52,6 +52,45 @@ export interface PackageIdentity {
   readonly version: string;
 }
 
+export const DEPENDENCY_KINDS = ['runtime', 'dev', 'peer', 'optional'] as const;
+export type DependencyKind = (typeof DEPENDENCY_KINDS)[number];
+
+/** A package a manifest declares it depends on; `version` is the range as written. */
+export interface PackageDependency extends PackageIdentity {
+  readonly kind: DependencyKind;
+  /** The manifest's directory in the repository ('' for the root). */
+  readonly dir: string;
+}
+
+/** A package a repository provides: its root package or an npm workspace. */
+export interface ProvidedPackage extends PackageIdentity {
+  readonly dir: string;
+  /** Repository paths the entry point may be (exports, types, module, main, then index files), best first. */
+  readonly entryCandidates: readonly string[];
+}
+
+/** What a repository's manifests declare. */
+export interface RepoManifest {
+  /** The root package's SCIP identity (undefined without a manifest). */
+  readonly identity: PackageIdentity | undefined;
+  readonly provides: readonly ProvidedPackage[];
+  readonly dependencies: readonly PackageDependency[];
+}
+
+/** A DEPENDS_ON edge: a repository declares a dependency on a package another repository of the org provides. */
+export interface RepoDependency {
+  readonly kind: 'DEPENDS_ON';
+  readonly fromRepoId: string;
+  readonly fromRepoName: string;
+  readonly toRepoId: string;
+  readonly toRepoName: string;
+  readonly manager: string;
+  readonly package: string;
+  /** The declared version range. */
+  readonly version: string;
+  readonly dependencyKind: DependencyKind;
+}
+
 export interface Repo {
   readonly id: string;
   readonly name: string;
@@ -93,12 +132,16 @@ export type EdgeKind = (typeof EDGE_KINDS)[number];
 
 /** Resolution confidences, from certain to a guess. */
 export const CONFIDENCE = {
-  /** Structural facts (DEFINES, CONTAINS) and resolved relative imports. */
+  /** Structural facts (DEFINES, CONTAINS), resolved imports and references the TypeScript compiler confirmed. */
   exact: 1,
   /** A name imported from a file the import resolved to. */
   imported: 0.95,
   /** A name defined in the same file. */
   sameFile: 0.9,
+  /** A name imported from another repository's package, found in its entry file (or one it re-exports). */
+  crossRepoEntry: 0.9,
+  /** A name imported from another repository's package: the only exported symbol of that name there. */
+  crossRepoName: 0.6,
   /** The only symbol of that name in the repository. */
   uniqueName: 0.5,
   unresolved: 0,

@@ -4,7 +4,7 @@ import type { RepoWorkspace } from '../../ports/repo-workspace.ts';
 import type { TenantDb } from '../../ports/tenant-db.ts';
 import type { NewJob } from '../jobs/job.types.ts';
 import type { RequestContext } from '../tenancy/tenancy.types.ts';
-import { INDEX_REPO, type IndexRepoPayload, type Repo, type RepoCounts } from './code.types.ts';
+import { INDEX_REPO, type IndexRepoPayload, type Repo, type RepoCounts, type RepoDependency } from './code.types.ts';
 
 export interface RegisterRepoInput {
   readonly path?: string | undefined;
@@ -74,6 +74,20 @@ export class RepoService {
       return repo === undefined ? undefined : { repo, counts: await code.countRepo(id) };
     });
     if (r === undefined) throw errors.notFound('repo', id);
+    return r;
+  }
+
+  /**
+   * DEPENDS_ON edges between the org's repositories: one declares a
+   * dependency (package.json, go.mod, Cargo.toml, pyproject, requirements)
+   * on a package another provides. With a repo, only those from or to it.
+   */
+  async dependencies(ctx: RequestContext, repoId?: string): Promise<RepoDependency[]> {
+    const r = await this.deps.tenantDb.withTenant(ctx.orgId, async ({ code }) => {
+      if (repoId !== undefined && (await code.findRepo(repoId)) === undefined) return undefined;
+      return code.findRepoDependencies(repoId);
+    });
+    if (r === undefined) throw errors.notFound('repo', repoId ?? '');
     return r;
   }
 

@@ -23,22 +23,49 @@ export function queryTerms(query: string): string[] {
   return [...new Set(words)].slice(0, MAX_TERMS);
 }
 
-/** Fuses ranked lists by reciprocal rank: score = Σ 1 / (k + rank). */
-export function fuse(lists: Partial<Record<Signal, readonly RankedMemory[]>>, limit: number): SearchHit[] {
-  const byId = new Map<string, { hit: SearchHit; signals: SearchHit['signals'] }>();
-  for (const [signal, list] of Object.entries(lists) as Array<[Signal, readonly RankedMemory[]]>) {
+/** One fused item: its RRF score and, per signal that found it, its rank and score there. */
+export interface Fused<T, S extends string> {
+  readonly item: T;
+  readonly score: number;
+  readonly signals: Partial<Record<S, { rank: number; score: number }>>;
+}
+
+/**
+ * Reciprocal rank fusion of any ranked lists: score = Σ w_signal / (k + rank),
+ * weight 1 unless given; ties broken by id, descending. Memory and code search
+ * both fuse with it.
+ */
+export function fuseRanked<T, S extends string>(
+  lists: Partial<Record<S, ReadonlyArray<{ readonly item: T; readonly score: number }>>>,
+  idOf: (item: T) => string,
+  limit: number,
+  weights: Partial<Record<S, number>> = {},
+): Array<Fused<T, S>> {
+  const byId = new Map<string, { item: T; score: number; signals: Fused<T, S>['signals'] }>();
+  for (const [signal, list] of Object.entries(lists) as Array<[S, ReadonlyArray<{ item: T; score: number }>]>) {
+    const weight = weights[signal] ?? 1;
     list.forEach((r, i) => {
       const rank = i + 1;
-      const entry = byId.get(r.memory.id) ?? { hit: { memory: r.memory, score: 0, signals: {} }, signals: {} };
+      const id = idOf(r.item);
+      const entry = byId.get(id) ?? { item: r.item, score: 0, signals: {} };
       entry.signals = { ...entry.signals, [signal]: { rank, score: r.score } };
-      entry.hit = { memory: r.memory, score: entry.hit.score + 1 / (RRF_K + rank), signals: entry.signals };
-      byId.set(r.memory.id, entry);
+      entry.score += weight / (RRF_K + rank);
+      byId.set(id, entry);
     });
   }
-  return [...byId.values()]
-    .map((e) => e.hit)
-    .sort((a, b) => b.score - a.score || (a.memory.id < b.memory.id ? 1 : -1))
-    .slice(0, limit);
+  return [...byId.entries()]
+    .sort(([ia, a], [ib, b]) => b.score - a.score || (ia < ib ? 1 : -1))
+    .slice(0, limit)
+    .map(([, e]) => e);
+}
+
+/** Fuses ranked lists by reciprocal rank: score = Σ 1 / (k + rank). */
+export function fuse(lists: Partial<Record<Signal, readonly RankedMemory[]>>, limit: number): SearchHit[] {
+  const items: Partial<Record<Signal, Array<{ item: RankedMemory['memory']; score: number }>>> = {};
+  for (const [signal, list] of Object.entries(lists) as Array<[Signal, readonly RankedMemory[]]>) {
+    items[signal] = list.map((r) => ({ item: r.memory, score: r.score }));
+  }
+  return fuseRanked(items, (m) => m.id, limit).map((f) => ({ memory: f.item, score: f.score, signals: f.signals }));
 }
 
 /**

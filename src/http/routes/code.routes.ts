@@ -96,7 +96,7 @@ export const presentRepo = (r: Repo): z.infer<typeof repoSchema> => ({
 
 const presentCounts = (c: RepoCounts): z.infer<typeof countsSchema> => ({ ...c });
 
-const symbolSchema = z.object({
+export const symbolSchema = z.object({
   id: z.string(),
   symbol: z.string().describe('SCIP id: scheme manager package version descriptors'),
   name: z.string(),

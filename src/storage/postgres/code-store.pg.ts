@@ -3,11 +3,15 @@ import type { CodeLanguage, SymbolKind } from '../../ports/code-parser.ts';
 import type {
   CodeStore,
   EdgeRow,
+  EdgeTargetUpdate,
   ImportTarget,
   IndexedFile,
   NewRepoRow,
+  PackageRow,
+  ReferenceSite,
   RepoPatch,
   StoredFile,
+  SymbolAnchor,
   SymbolRow,
   UnresolvedImport,
 } from '../../ports/code-store.ts';
@@ -16,15 +20,25 @@ import {
   EMPTY_PROGRESS,
   type CodeReference,
   type CodeSymbol,
+  type DependencyKind,
   type EdgeKind,
   type IndexProgress,
   type Repo,
   type RepoCounts,
+  type RepoDependency,
   type RepoSourceKind,
   type RepoStatus,
   type SymbolMatch,
   type SymbolQuery,
 } from '../../domain/code/code.types.ts';
+import {
+  symbolNode,
+  type GraphLevel,
+  type GraphNode,
+  type GraphStep,
+  type GraphStepQuery,
+  type ReferenceGraph,
+} from '../../domain/code/code-graph.types.ts';
 import type { DB } from './schema.ts';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -120,6 +134,43 @@ const toSymbol = (r: SymbolRowDb): CodeSymbol => ({
   exported: r.exported,
 });
 
+/** Edges a symbol-level traversal follows: references, inheritance, containment (a member's change is its type's), and imports out of top-level code. */
+const SYMBOL_GRAPH_KINDS = sql.raw(`('CALLS', 'REFERENCES', 'EXTENDS', 'IMPLEMENTS', 'CONTAINS', 'IMPORTS')`);
+/** Edges between two files' contents (and, across repositories, between packages). */
+const FILE_GRAPH_KINDS = sql.raw(`('IMPORTS', 'CALLS', 'REFERENCES', 'EXTENDS', 'IMPLEMENTS')`);
+
+interface StepRowDb {
+  from_id: string;
+  to_id: string;
+  to_kind: string;
+  kind: string;
+  confidence: number;
+}
+
+const toFileNode = (f: { id: string; path: string; repo_id: string; repo_name: string }): GraphNode => ({
+  kind: 'file',
+  id: f.id,
+  name: f.path,
+  qualifiedName: f.path,
+  symbolKind: null,
+  repoId: f.repo_id,
+  repoName: f.repo_name,
+  path: f.path,
+  span: null,
+});
+
+const repoNode = (r: Repo): GraphNode => ({
+  kind: 'package',
+  id: r.id,
+  name: r.name,
+  qualifiedName: r.package === null ? r.name : `${r.package.manager} ${r.package.name} ${r.package.version}`,
+  symbolKind: null,
+  repoId: r.id,
+  repoName: r.name,
+  path: null,
+  span: null,
+});
+
 const likeEscape = (s: string): string => s.replace(/[\\%_]/g, (c) => `\\${c}`);
 
 function* chunks<T>(items: readonly T[], size: number): Generator<readonly T[]> {
@@ -189,6 +240,11 @@ export class PgCodeStore implements CodeStore {
 
   async deleteRepo(id: string): Promise<boolean> {
     if (!isUuid(id)) return false;
+    // References from other repositories into this one fall back to unresolved (names kept).
+    await sql`UPDATE code_edges SET dst_kind = NULL, dst_id = NULL, confidence = ${CONFIDENCE.unresolved}
+      WHERE org_id = ${this.orgId} AND repo_id <> ${id} AND dst_id IN (
+        SELECT s.id FROM code_symbols s WHERE s.org_id = ${this.orgId} AND s.repo_id = ${id}
+        UNION ALL SELECT f.id FROM code_files f WHERE f.org_id = ${this.orgId} AND f.repo_id = ${id})`.execute(this.tx);
     const r = await sql`DELETE FROM code_repos WHERE org_id = ${this.orgId} AND id = ${id}`.execute(this.tx);
     return Number(r.numAffectedRows ?? 0) > 0;
   }
@@ -331,18 +387,185 @@ export class PgCodeStore implements CodeStore {
       ) m
       WHERE e.org_id = ${org} AND e.id = m.edge_id`.execute(this.tx);
     // Names defined exactly once in the repository; never for names imported from external modules.
-    const unique = await sql`UPDATE code_edges e SET dst_kind = 'symbol', dst_id = u.symbol_id,
-        confidence = ${CONFIDENCE.uniqueName}
-      FROM (
+    // MATERIALIZED: on a fresh repository (no statistics) the planner otherwise nests the aggregate
+    // inside a loop over the edges and recomputes it per edge — minutes for a 150-file repository.
+    const unique = await sql`WITH u AS MATERIALIZED (
         SELECT s.name, (array_agg(s.id))[1] AS symbol_id FROM code_symbols s
         WHERE s.org_id = ${org} AND s.repo_id = ${repoId} AND s.name IN (
           SELECT dst_name FROM code_edges WHERE org_id = ${org} AND repo_id = ${repoId} AND dst_id IS NULL)
         GROUP BY s.name HAVING count(*) = 1
-      ) u
+      )
+      UPDATE code_edges e SET dst_kind = 'symbol', dst_id = u.symbol_id, confidence = ${CONFIDENCE.uniqueName}
+      FROM u
       WHERE e.org_id = ${org} AND e.repo_id = ${repoId} AND e.dst_id IS NULL AND e.dst_name = u.name
         AND e.kind IN ('CALLS', 'REFERENCES', 'EXTENDS', 'IMPLEMENTS')
         AND (e.dst_module IS NULL OR e.hint_file_id IS NOT NULL)`.execute(this.tx);
     return Number(imported.numAffectedRows ?? 0) + Number(unique.numAffectedRows ?? 0);
+  }
+
+  async replacePackages(repoId: string, rows: readonly PackageRow[]): Promise<void> {
+    await sql`DELETE FROM code_packages WHERE org_id = ${this.orgId} AND repo_id = ${repoId}`.execute(this.tx);
+    for (const batch of chunks(rows, INSERT_BATCH)) {
+      const values = batch.map(
+        (p) => sql`(${this.orgId}, ${repoId}, ${p.role}, ${p.manager}, ${p.name}, ${p.version}, ${p.dependencyKind},
+          ${p.dir}, ${p.entryPath})`,
+      );
+      await sql`INSERT INTO code_packages (org_id, repo_id, role, manager, name, version, dep_kind, dir, entry_path)
+        VALUES ${sql.join(values)}`.execute(this.tx);
+    }
+  }
+
+  async findRepoDependencies(repoId?: string): Promise<RepoDependency[]> {
+    const scope =
+      repoId === undefined
+        ? sql`true`
+        : isUuid(repoId)
+          ? sql`(d.repo_id = ${repoId} OR p.repo_id = ${repoId})`
+          : sql`false`;
+    const r = await sql<{
+      from_id: string;
+      from_name: string;
+      to_id: string;
+      to_name: string;
+      manager: string;
+      name: string;
+      version: string;
+      dep_kind: string | null;
+    }>`
+      SELECT DISTINCT ON (d.repo_id, p.repo_id, d.manager, d.name)
+        d.repo_id AS from_id, fr.name AS from_name, p.repo_id AS to_id, tr.name AS to_name, d.manager, d.name,
+        d.version, d.dep_kind
+      FROM code_packages d
+        JOIN code_packages p ON p.org_id = d.org_id AND p.role = 'provides' AND p.manager = d.manager
+          AND p.name = d.name AND p.repo_id <> d.repo_id
+        JOIN code_repos fr ON fr.org_id = d.org_id AND fr.id = d.repo_id
+        JOIN code_repos tr ON tr.org_id = p.org_id AND tr.id = p.repo_id
+      WHERE d.org_id = ${this.orgId} AND d.role = 'depends' AND ${scope}
+      ORDER BY d.repo_id, p.repo_id, d.manager, d.name,
+        CASE d.dep_kind WHEN 'runtime' THEN 0 WHEN 'peer' THEN 1 WHEN 'optional' THEN 2 ELSE 3 END`.execute(this.tx);
+    return r.rows.map((x) => ({
+      kind: 'DEPENDS_ON' as const,
+      fromRepoId: x.from_id,
+      fromRepoName: x.from_name,
+      toRepoId: x.to_id,
+      toRepoName: x.to_name,
+      manager: x.manager,
+      package: x.name,
+      version: x.version,
+      dependencyKind: (x.dep_kind ?? 'runtime') as DependencyKind,
+    }));
+  }
+
+  async resolveCrossRepoReferences(repoId: string): Promise<number> {
+    const org = this.orgId;
+    // Guesses into or out of this repository are made again: either side may have changed.
+    await sql`UPDATE code_edges e SET dst_kind = NULL, dst_id = NULL, confidence = ${CONFIDENCE.unresolved}
+      FROM code_symbols s
+      WHERE e.org_id = ${org} AND e.dst_kind = 'symbol' AND e.dst_module IS NOT NULL AND e.hint_file_id IS NULL
+        AND s.org_id = e.org_id AND s.id = e.dst_id AND s.repo_id <> e.repo_id AND (e.repo_id = ${repoId} OR s.repo_id = ${repoId})
+        AND e.confidence < ${CONFIDENCE.exact}`.execute(this.tx);
+    const r = await sql`UPDATE code_edges e SET dst_kind = 'symbol', dst_id = m.symbol_id, confidence = m.confidence
+      FROM (
+        SELECT DISTINCT ON (c.edge_id) c.edge_id, c.symbol_id,
+          CASE WHEN c.rank < 2 THEN ${CONFIDENCE.crossRepoEntry}::real ELSE ${CONFIDENCE.crossRepoName}::real END
+            AS confidence
+        FROM (
+          SELECT x.id AS edge_id, s.id AS symbol_id,
+            CASE WHEN s.file_id = ef.id THEN 0
+              WHEN EXISTS (SELECT 1 FROM code_edges i WHERE i.org_id = x.org_id AND i.file_id = ef.id
+                AND i.kind = 'IMPORTS' AND i.dst_kind = 'file' AND i.dst_id = s.file_id) THEN 1
+              ELSE 2 END AS rank,
+            count(*) OVER (PARTITION BY x.id) AS n
+          FROM code_edges x
+            JOIN code_packages p ON p.org_id = x.org_id AND p.role = 'provides' AND p.repo_id <> x.repo_id
+              AND (x.dst_module = p.name OR starts_with(x.dst_module, p.name || '/'))
+            JOIN code_symbols s ON s.org_id = p.org_id AND s.repo_id = p.repo_id AND s.name = x.dst_name
+              AND s.exported AND s.parent_id IS NULL
+            LEFT JOIN code_files ef ON ef.org_id = p.org_id AND ef.repo_id = p.repo_id AND ef.path = p.entry_path
+          WHERE x.org_id = ${org} AND x.dst_id IS NULL AND x.dst_module IS NOT NULL AND x.hint_file_id IS NULL
+            AND x.kind IN ('CALLS', 'REFERENCES', 'EXTENDS', 'IMPLEMENTS')
+            AND (x.repo_id = ${repoId} OR p.repo_id = ${repoId})
+        ) c
+        WHERE c.rank < 2 OR c.n = 1
+        ORDER BY c.edge_id, c.rank
+      ) m
+      WHERE e.org_id = ${org} AND e.id = m.edge_id`.execute(this.tx);
+    return Number(r.numAffectedRows ?? 0);
+  }
+
+  async findReferenceSites(repoId: string, languages: readonly CodeLanguage[]): Promise<ReferenceSite[]> {
+    const r = await sql<{
+      id: string;
+      path: string;
+      start_line: number;
+      start_col: number;
+      end_line: number;
+      end_col: number;
+      dst_id: string | null;
+      dst_repo: string | null;
+      confidence: number;
+    }>`
+      SELECT e.id::text AS id, f.path, e.start_line, e.start_col, e.end_line, e.end_col, e.dst_id,
+        s.repo_id AS dst_repo, e.confidence
+      FROM code_edges e
+        JOIN code_files f ON f.org_id = e.org_id AND f.id = e.file_id
+        LEFT JOIN code_symbols s ON e.dst_kind = 'symbol' AND s.org_id = e.org_id AND s.id = e.dst_id
+      WHERE e.org_id = ${this.orgId} AND e.repo_id = ${repoId} AND e.start_line IS NOT NULL
+        AND e.kind IN ('CALLS', 'REFERENCES', 'EXTENDS', 'IMPLEMENTS') AND f.language = ANY(${[...languages]}::text[])
+      ORDER BY f.path, e.start_line, e.start_col`.execute(this.tx);
+    return r.rows.map((x) => ({
+      edgeId: x.id,
+      path: x.path,
+      span: { startLine: x.start_line, startColumn: x.start_col, endLine: x.end_line, endColumn: x.end_col },
+      dstId: x.dst_id,
+      dstRepoId: x.dst_repo,
+      confidence: Number(x.confidence),
+    }));
+  }
+
+  async findSymbolAnchors(repoId: string): Promise<SymbolAnchor[]> {
+    const r = await sql<{
+      id: string;
+      file_id: string;
+      path: string;
+      name: string;
+      name_line: number;
+      name_col: number;
+      start_line: number;
+      start_col: number;
+      end_line: number;
+      end_col: number;
+    }>`
+      SELECT s.id, s.file_id, f.path, s.name, s.name_line, s.name_col, s.start_line, s.start_col, s.end_line, s.end_col
+      FROM code_symbols s JOIN code_files f ON f.org_id = s.org_id AND f.id = s.file_id
+      WHERE s.org_id = ${this.orgId} AND s.repo_id = ${repoId}`.execute(this.tx);
+    return r.rows.map((x) => ({
+      id: x.id,
+      fileId: x.file_id,
+      span: { startLine: x.start_line, startColumn: x.start_col, endLine: x.end_line, endColumn: x.end_col },
+      path: x.path,
+      name: x.name,
+      line: x.name_line,
+      column: x.name_col,
+    }));
+  }
+
+  async insertEdges(repoId: string, edges: ReadonlyArray<{ fileId: string; edge: EdgeRow }>): Promise<void> {
+    for (const batch of chunks(edges, INSERT_BATCH)) {
+      await sql`INSERT INTO code_edges (org_id, repo_id, file_id, kind, src_kind, src_id, dst_kind, dst_id, dst_name,
+          dst_module, hint_file_id, confidence, start_line, start_col, end_line, end_col)
+        VALUES ${sql.join(batch.map(({ fileId, edge }) => this.edgeValues(repoId, fileId, edge)))}`.execute(this.tx);
+    }
+  }
+
+  async updateEdgeTargets(repoId: string, updates: readonly EdgeTargetUpdate[]): Promise<void> {
+    for (const batch of chunks(updates, INSERT_BATCH)) {
+      const values = sql.join(batch.map((u) => sql`(${u.edgeId}::bigint, ${u.dstId}::uuid, ${u.confidence}::real)`));
+      await sql`UPDATE code_edges e SET dst_id = v.dst, dst_kind = CASE WHEN v.dst IS NULL THEN NULL ELSE 'symbol' END,
+          confidence = v.confidence
+        FROM (VALUES ${values}) AS v (id, dst, confidence)
+        WHERE e.org_id = ${this.orgId} AND e.repo_id = ${repoId} AND e.id = v.id`.execute(this.tx);
+    }
   }
 
   async findSymbols(q: SymbolQuery): Promise<CodeSymbol[]> {
@@ -444,5 +667,139 @@ export class PgCodeStore implements CodeStore {
       enclosing: x.enc_id === null ? null : { id: x.enc_id, name: x.enc_name ?? '', qualifiedName: x.enc_qname ?? '' },
       target: { id: x.t_id, name: x.t_name, qualifiedName: x.t_qname, path: x.t_path },
     }));
+  }
+
+  async findFilesByPath(filePath: string, repoId: string | undefined): Promise<GraphNode[]> {
+    if (repoId !== undefined && !isUuid(repoId)) return [];
+    const r = await sql<{ id: string; path: string; repo_id: string; repo_name: string }>`
+      SELECT f.id, f.path, f.repo_id, r.name AS repo_name FROM code_files f
+        JOIN code_repos r ON r.org_id = f.org_id AND r.id = f.repo_id
+      WHERE f.org_id = ${this.orgId} AND f.path = ${filePath}
+        ${repoId === undefined ? sql`` : sql`AND f.repo_id = ${repoId}`}
+      ORDER BY r.name, f.repo_id`.execute(this.tx);
+    return r.rows.map(toFileNode);
+  }
+
+  async findGraphSteps(q: GraphStepQuery): Promise<GraphStep[]> {
+    const ids = q.nodeIds.filter(isUuid);
+    if (ids.length === 0) return [];
+    const org = this.orgId;
+    // real vs. double: 0.95 stored as real is below 0.95 as double, so the floor is compared as real.
+    const floor = sql`(${q.minConfidence})::real`;
+    const reverse = q.direction === 'dependents';
+    let r: { rows: StepRowDb[] };
+    if (q.level === 'symbol') {
+      r = reverse
+        ? await sql<StepRowDb>`SELECT e.dst_id AS from_id, e.src_id AS to_id, e.src_kind AS to_kind, e.kind,
+              max(e.confidence) AS confidence
+            FROM code_edges e
+            WHERE e.org_id = ${org} AND e.dst_id = ANY(${ids}::uuid[]) AND e.kind IN ${SYMBOL_GRAPH_KINDS}
+              AND e.confidence >= ${floor} AND e.src_id <> e.dst_id
+            GROUP BY e.dst_id, e.src_id, e.src_kind, e.kind`.execute(this.tx)
+        : await sql<StepRowDb>`SELECT e.src_id AS from_id, e.dst_id AS to_id, e.dst_kind AS to_kind, e.kind,
+              max(e.confidence) AS confidence
+            FROM code_edges e
+            WHERE e.org_id = ${org} AND e.src_id = ANY(${ids}::uuid[]) AND e.dst_id IS NOT NULL
+              AND e.kind IN ${SYMBOL_GRAPH_KINDS} AND e.confidence >= ${floor} AND e.src_id <> e.dst_id
+            GROUP BY e.src_id, e.dst_id, e.dst_kind, e.kind`.execute(this.tx);
+    } else if (q.level === 'file') {
+      r = reverse
+        ? await sql<StepRowDb>`SELECT x.from_id, x.to_id, 'file' AS to_kind, x.kind, max(x.confidence) AS confidence
+            FROM (
+              SELECT e.dst_id AS from_id, e.file_id AS to_id, e.kind, e.confidence FROM code_edges e
+              WHERE e.org_id = ${org} AND e.dst_kind = 'file' AND e.dst_id = ANY(${ids}::uuid[])
+                AND e.kind IN ${FILE_GRAPH_KINDS}
+              UNION ALL
+              SELECT t.file_id, e.file_id, e.kind, e.confidence FROM code_symbols t
+                JOIN code_edges e ON e.org_id = t.org_id AND e.dst_id = t.id AND e.dst_kind = 'symbol'
+              WHERE t.org_id = ${org} AND t.file_id = ANY(${ids}::uuid[]) AND e.kind IN ${FILE_GRAPH_KINDS}
+            ) x
+            WHERE x.from_id <> x.to_id AND x.confidence >= ${floor}
+            GROUP BY x.from_id, x.to_id, x.kind`.execute(this.tx)
+        : await sql<StepRowDb>`SELECT e.file_id AS from_id, coalesce(t.file_id, e.dst_id) AS to_id, 'file' AS to_kind,
+              e.kind, max(e.confidence) AS confidence
+            FROM code_edges e
+              LEFT JOIN code_symbols t ON e.dst_kind = 'symbol' AND t.org_id = e.org_id AND t.id = e.dst_id
+            WHERE e.org_id = ${org} AND e.file_id = ANY(${ids}::uuid[]) AND e.dst_id IS NOT NULL
+              AND e.kind IN ${FILE_GRAPH_KINDS} AND e.confidence >= ${floor}
+              AND e.file_id <> coalesce(t.file_id, e.dst_id)
+            GROUP BY e.file_id, coalesce(t.file_id, e.dst_id), e.kind`.execute(this.tx);
+    } else {
+      const [fromCol, toCol] = reverse ? [sql`x.dst_repo`, sql`x.src_repo`] : [sql`x.src_repo`, sql`x.dst_repo`];
+      r = await sql<StepRowDb>`SELECT ${fromCol} AS from_id, ${toCol} AS to_id, 'package' AS to_kind, x.kind,
+          max(x.confidence) AS confidence
+        FROM (
+          SELECT e.repo_id AS src_repo, coalesce(t.repo_id, f.repo_id) AS dst_repo, e.kind, e.confidence
+          FROM code_edges e
+            LEFT JOIN code_symbols t ON e.dst_kind = 'symbol' AND t.org_id = e.org_id AND t.id = e.dst_id
+            LEFT JOIN code_files f ON e.dst_kind = 'file' AND f.org_id = e.org_id AND f.id = e.dst_id
+          WHERE e.org_id = ${org} AND e.dst_id IS NOT NULL AND e.kind IN ${FILE_GRAPH_KINDS}
+            AND e.confidence >= ${floor}
+          UNION ALL
+          -- DEPENDS_ON: a declared dependency on a package another repository provides (migration 0011).
+          SELECT d.repo_id, p.repo_id, 'DEPENDS_ON', ${CONFIDENCE.exact}::real FROM code_packages d
+            JOIN code_packages p ON p.org_id = d.org_id AND p.role = 'provides' AND p.manager = d.manager
+              AND p.name = d.name AND p.repo_id <> d.repo_id
+          WHERE d.org_id = ${org} AND d.role = 'depends'
+        ) x
+        WHERE ${fromCol} = ANY(${ids}::uuid[]) AND x.src_repo <> x.dst_repo
+        GROUP BY ${fromCol}, ${toCol}, x.kind`.execute(this.tx);
+    }
+    return r.rows.map((x) => ({
+      from: x.from_id,
+      to: x.to_id,
+      toKind: x.to_kind === 'symbol' ? 'symbol' : x.to_kind === 'file' ? 'file' : 'package',
+      kind: x.kind as EdgeKind,
+      confidence: Math.round(Number(x.confidence) * 100) / 100,
+    }));
+  }
+
+  async findGraphNodes(level: GraphLevel, nodeIds: readonly string[]): Promise<GraphNode[]> {
+    const ids = nodeIds.filter(isUuid);
+    if (ids.length === 0) return [];
+    if (level === 'package') {
+      const r = await sql<RepoRowDb>`SELECT ${REPO_COLUMNS} FROM code_repos
+        WHERE org_id = ${this.orgId} AND id = ANY(${ids}::uuid[])`.execute(this.tx);
+      return r.rows.map((row) => repoNode(toRepo(row)));
+    }
+    const symbols = await sql<SymbolRowDb>`SELECT ${SYMBOL_SELECT} FROM code_symbols s
+        JOIN code_files f ON f.org_id = s.org_id AND f.id = s.file_id
+        JOIN code_repos r ON r.org_id = s.org_id AND r.id = s.repo_id
+      WHERE s.org_id = ${this.orgId} AND s.id = ANY(${ids}::uuid[])`.execute(this.tx);
+    const files = await sql<{ id: string; path: string; repo_id: string; repo_name: string }>`
+      SELECT f.id, f.path, f.repo_id, r.name AS repo_name FROM code_files f
+        JOIN code_repos r ON r.org_id = f.org_id AND r.id = f.repo_id
+      WHERE f.org_id = ${this.orgId} AND f.id = ANY(${ids}::uuid[])`.execute(this.tx);
+    return [...symbols.rows.map((row) => symbolNode(toSymbol(row))), ...files.rows.map(toFileNode)];
+  }
+
+  async findFileSymbols(fileIds: readonly string[]): Promise<CodeSymbol[]> {
+    const ids = fileIds.filter(isUuid);
+    if (ids.length === 0) return [];
+    const r = await sql<SymbolRowDb>`SELECT ${SYMBOL_SELECT} FROM code_symbols s
+        JOIN code_files f ON f.org_id = s.org_id AND f.id = s.file_id
+        JOIN code_repos r ON r.org_id = s.org_id AND r.id = s.repo_id
+      WHERE s.org_id = ${this.orgId} AND s.file_id = ANY(${ids}::uuid[])
+      ORDER BY f.path, s.start_line, s.start_col`.execute(this.tx);
+    return r.rows.map(toSymbol);
+  }
+
+  async findReferenceGraph(repoId: string): Promise<ReferenceGraph> {
+    if (!isUuid(repoId)) return { symbols: [], edges: [] };
+    const symbols = await sql<SymbolRowDb>`SELECT ${SYMBOL_SELECT} FROM code_symbols s
+        JOIN code_files f ON f.org_id = s.org_id AND f.id = s.file_id
+        JOIN code_repos r ON r.org_id = s.org_id AND r.id = s.repo_id
+      WHERE s.org_id = ${this.orgId} AND s.repo_id = ${repoId}`.execute(this.tx);
+    // Every reference counts (weighted by its confidence): a symbol used ten times by one caller matters more.
+    const edges = await sql<{ src: string; dst: string; w: number }>`
+      SELECT e.src_id AS src, e.dst_id AS dst, sum(e.confidence)::float8 AS w FROM code_edges e
+        JOIN code_symbols t ON t.org_id = e.org_id AND t.id = e.dst_id AND t.repo_id = e.repo_id
+      WHERE e.org_id = ${this.orgId} AND e.repo_id = ${repoId} AND e.dst_kind = 'symbol'
+        AND e.kind IN ('CALLS', 'REFERENCES', 'EXTENDS', 'IMPLEMENTS') AND e.src_id <> e.dst_id
+      GROUP BY e.src_id, e.dst_id`.execute(this.tx);
+    return {
+      symbols: symbols.rows.map(toSymbol),
+      edges: edges.rows.map((e) => ({ src: e.src, dst: e.dst, weight: Number(e.w) })),
+    };
   }
 }

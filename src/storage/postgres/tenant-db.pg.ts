@@ -22,6 +22,7 @@ import { SYSTEM_CHAIN, type AuditEntry, type AuditHead } from '../../domain/audi
 import { PgAuditStore } from './audit-store.pg.ts';
 import { PgGraphStore } from './graph-store.pg.ts';
 import { PgCodeStore } from './code-store.pg.ts';
+import { PgCodeChunkStore } from './code-chunk-store.pg.ts';
 import { PgJobStore } from './job-queue.pg.ts';
 import { guard } from './pg-errors.ts';
 import type { ApiKeysTable, DB, MemoriesTable, OrgQuotasTable, OrgsTable } from './schema.ts';
@@ -55,6 +56,7 @@ export class PgTenantDb implements TenantDb {
           graph: new PgGraphStore(tx, orgId),
           jobs: new PgJobStore(tx, orgId),
           code: new PgCodeStore(tx, orgId),
+          codeChunks: new PgCodeChunkStore(tx, orgId, this.opts.canActAsSystem),
         });
       }),
     );
@@ -694,6 +696,10 @@ export class PgSystemStore implements SystemStore {
     if (row.dimension !== model.dimension) throw errors.dimensionMismatch(model.name, row.dimension, model.dimension);
     const indexName = `memory_embeddings_hnsw_${createHash('sha256').update(model.name).digest('hex').slice(0, 16)}`;
     await sql`CREATE INDEX IF NOT EXISTS ${sql.id(indexName)} ON memory_embeddings
+      USING hnsw ((embedding::vector(${sql.raw(String(Math.trunc(model.dimension)))})) vector_cosine_ops)
+      WHERE model = ${sql.lit(model.name)}`.execute(this.adminDb);
+    // Code search chunks (0012) are embedded with the same model.
+    await sql`CREATE INDEX IF NOT EXISTS ${sql.id(indexName.replace('memory_', 'code_chunk_'))} ON code_chunk_embeddings
       USING hnsw ((embedding::vector(${sql.raw(String(Math.trunc(model.dimension)))})) vector_cosine_ops)
       WHERE model = ${sql.lit(model.name)}`.execute(this.adminDb);
   }
