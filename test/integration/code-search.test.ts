@@ -32,7 +32,6 @@ interface SearchJson {
   lexicalRanker: string;
 }
 
-
 const DISTANCE_TS = [
   '/** Edit distance between two strings. */',
   'export function levenshteinDistance(a: string, b: string): number {',
