@@ -8,18 +8,20 @@
 export const CODE_LANGUAGES = ['javascript', 'typescript', 'tsx', 'python', 'go', 'java', 'rust'] as const;
 export type CodeLanguage = (typeof CODE_LANGUAGES)[number];
 
-export type SymbolKind =
-  | 'function'
-  | 'method'
-  | 'class'
-  | 'interface'
-  | 'type'
-  | 'enum'
-  | 'variable'
-  | 'constant'
-  | 'module'
-  | 'field'
-  | 'macro';
+export const SYMBOL_KINDS = [
+  'function',
+  'method',
+  'class',
+  'interface',
+  'type',
+  'enum',
+  'variable',
+  'constant',
+  'module',
+  'field',
+  'macro',
+] as const;
+export type SymbolKind = (typeof SYMBOL_KINDS)[number];
 
 /** Zero-based line/column, end exclusive (tree-sitter's points). */
 export interface Span {

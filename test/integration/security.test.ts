@@ -54,7 +54,7 @@ describe(`OAuth 2.1 bearer tokens (${backend})`, () => {
         roles: ['member'],
         authMethod: 'jwt',
       });
-      expect(res.json().scopes.sort()).toEqual(['memories:read', 'memories:write']);
+      expect(res.json().scopes.sort()).toEqual(['code:read', 'memories:read', 'memories:write']);
     }
   });
 

@@ -2,7 +2,7 @@ import { AppError, errors } from '../../errors.ts';
 import type { Embedder } from '../../ports/embedder.ts';
 import type { TenantDb } from '../../ports/tenant-db.ts';
 import type { DegradedReason } from '../search/search.types.ts';
-import { fuseRanked } from '../search/search.service.ts';
+import { checkSearchInput, fuseRanked, type SearchLimits } from '../search/search.service.ts';
 import type { RequestContext } from '../tenancy/tenancy.types.ts';
 import { codeQueryTerms } from './code-chunks.ts';
 import type {
@@ -14,10 +14,7 @@ import type {
   RankedChunk,
 } from './code-search.types.ts';
 
-export interface CodeSearchLimits {
-  readonly searchQueryChars: number;
-  readonly searchLimit: number;
-}
+export type CodeSearchLimits = SearchLimits;
 
 /** Fused hits whose graph neighbours are added. */
 const GRAPH_SEEDS = 5;
@@ -46,18 +43,7 @@ export class CodeSearchService {
   ) {}
 
   async search(ctx: RequestContext, req: CodeSearchRequest): Promise<CodeSearchResult> {
-    const query = req.query.trim();
-    if (query.length === 0) throw errors.validation('query must not be empty', { field: 'query' });
-    if (query.length > this.deps.limits.searchQueryChars) {
-      throw errors.validation(`query is longer than ${this.deps.limits.searchQueryChars} characters`, {
-        field: 'query',
-        max: this.deps.limits.searchQueryChars,
-      });
-    }
-    const limit = req.limit ?? 10;
-    if (!Number.isInteger(limit) || limit < 1 || limit > this.deps.limits.searchLimit) {
-      throw errors.validation(`limit must be an integer from 1 to ${this.deps.limits.searchLimit}`, { field: 'limit' });
-    }
+    const { query, limit } = checkSearchInput(req.query, req.limit, this.deps.limits);
     const f = req.filter;
     for (const [field, list] of [
       ['repos', f?.repoIds],

@@ -9,6 +9,31 @@ export interface SearchLimits {
   readonly searchLimit: number;
 }
 
+/**
+ * The checks every search shares: a non-empty query within the length limit
+ * and a whole-number limit within range (default 10). Returns them trimmed
+ * and defaulted, or throws VALIDATION_FAILED naming the field.
+ */
+export function checkSearchInput(
+  rawQuery: string,
+  rawLimit: number | undefined,
+  limits: SearchLimits,
+): { query: string; limit: number } {
+  const query = rawQuery.trim();
+  if (query.length === 0) throw errors.validation('query must not be empty', { field: 'query' });
+  if (query.length > limits.searchQueryChars) {
+    throw errors.validation(`query is longer than ${limits.searchQueryChars} characters`, {
+      field: 'query',
+      max: limits.searchQueryChars,
+    });
+  }
+  const limit = rawLimit ?? 10;
+  if (!Number.isInteger(limit) || limit < 1 || limit > limits.searchLimit) {
+    throw errors.validation(`limit must be an integer from 1 to ${limits.searchLimit}`, { field: 'limit' });
+  }
+  return { query, limit };
+}
+
 /** Reciprocal rank fusion constant (Cormack et al. 2009): damps the head of each list. */
 export const RRF_K = 60;
 const MAX_TERMS = 64;
@@ -85,18 +110,7 @@ export class SearchService {
   ) {}
 
   async search(ctx: RequestContext, req: SearchRequest): Promise<SearchResult> {
-    const query = req.query.trim();
-    if (query.length === 0) throw errors.validation('query must not be empty', { field: 'query' });
-    if (query.length > this.deps.limits.searchQueryChars) {
-      throw errors.validation(`query is longer than ${this.deps.limits.searchQueryChars} characters`, {
-        field: 'query',
-        max: this.deps.limits.searchQueryChars,
-      });
-    }
-    const limit = req.limit ?? 10;
-    if (!Number.isInteger(limit) || limit < 1 || limit > this.deps.limits.searchLimit) {
-      throw errors.validation(`limit must be an integer from 1 to ${this.deps.limits.searchLimit}`, { field: 'limit' });
-    }
+    const { query, limit } = checkSearchInput(req.query, req.limit, this.deps.limits);
     const mode = req.mode ?? 'hybrid';
     const degraded: Signal[] = [];
     const degradedReasons: Partial<Record<Signal, DegradedReason>> = {};

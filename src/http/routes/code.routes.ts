@@ -12,27 +12,13 @@ import {
   type Repo,
   type RepoCounts,
 } from '../../domain/code/code.types.ts';
-import { CODE_LANGUAGES } from '../../ports/code-parser.ts';
+import { CODE_LANGUAGES, SYMBOL_KINDS } from '../../ports/code-parser.ts';
 import { errorBodySchema, idParams } from '../schemas.ts';
 import { contextOf } from '../types.ts';
 
 const errorsFor = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c, errorBodySchema]));
 const repoTags = ['repos'];
 const codeTags = ['code'];
-
-const SYMBOL_KINDS = [
-  'function',
-  'method',
-  'class',
-  'interface',
-  'type',
-  'enum',
-  'variable',
-  'constant',
-  'module',
-  'field',
-  'macro',
-] as const;
 
 const spanSchema = z
   .object({

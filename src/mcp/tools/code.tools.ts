@@ -5,6 +5,7 @@ import type { CodeQueryService } from '../../domain/code/code-query.service.ts';
 import type { CodeReference, CodeSymbol } from '../../domain/code/code.types.ts';
 import type { RequestContext } from '../../domain/tenancy/tenancy.types.ts';
 import { errors } from '../../errors.ts';
+import { SYMBOL_KINDS } from '../../ports/code-parser.ts';
 import { clip, defineTool, type ToolDef } from '../tool.ts';
 
 /*
@@ -12,20 +13,6 @@ import { clip, defineTool, type ToolDef } from '../tool.ts';
  * structured content plus a compact text (one line per symbol or hit, with
  * `path:line`, 1-based, so an agent can open the place).
  */
-
-const SYMBOL_KINDS = [
-  'function',
-  'method',
-  'class',
-  'interface',
-  'type',
-  'enum',
-  'variable',
-  'constant',
-  'module',
-  'field',
-  'macro',
-] as const;
 
 const span = z.object({
   startLine: z.number().int(),
