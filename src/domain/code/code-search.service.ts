@@ -1,8 +1,8 @@
-import { AppError, errors } from '../../errors.ts';
+import { errors } from '../../errors.ts';
 import type { Embedder } from '../../ports/embedder.ts';
 import type { TenantDb } from '../../ports/tenant-db.ts';
 import type { DegradedReason } from '../search/search.types.ts';
-import { checkSearchInput, fuseRanked, type SearchLimits } from '../search/search.service.ts';
+import { checkSearchInput, embedQueryOrDegrade, fuseRanked, type SearchLimits } from '../search/search.service.ts';
 import type { RequestContext } from '../tenancy/tenancy.types.ts';
 import { codeQueryTerms } from './code-chunks.ts';
 import type {
@@ -59,19 +59,10 @@ export class CodeSearchService {
     const degradedReasons: Partial<Record<CodeSignal, DegradedReason>> = {};
     const { embedder, tenantDb } = this.deps;
 
-    let vector: Float32Array | undefined;
-    if (mode !== 'lexical') {
-      try {
-        [vector] = await embedder.embed([query]);
-      } catch (e) {
-        if (mode === 'vector' || (e instanceof AppError && e.code === 'EMBEDDING_DIMENSION_MISMATCH')) throw e;
-        this.deps.onEmbedError?.(e);
-        degraded.push('vector');
-        degradedReasons.vector =
-          e instanceof AppError
-            ? { code: e.code, message: e.message }
-            : { code: 'EMBEDDER_UNAVAILABLE', message: 'The embedding service failed' };
-      }
+    const { vector, degraded: why } = await embedQueryOrDegrade(embedder, query, mode, this.deps.onEmbedError);
+    if (why !== undefined) {
+      degraded.push('vector');
+      degradedReasons.vector = why;
     }
     const candidates = mode === 'hybrid' ? Math.min(Math.max(limit * 4, 40), 200) : limit;
     const terms = codeQueryTerms(query);

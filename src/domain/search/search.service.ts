@@ -34,6 +34,33 @@ export function checkSearchInput(
   return { query, limit };
 }
 
+/**
+ * The query's vector for a search in `mode`, or — when the embedder fails and
+ * the other signals can still answer — undefined and why, for `degradedReasons`.
+ * Vector-only searches and a wrong dimension (a configuration error) throw.
+ */
+export async function embedQueryOrDegrade(
+  embedder: Embedder,
+  query: string,
+  mode: 'lexical' | 'vector' | 'hybrid',
+  onEmbedError: ((e: unknown) => void) | undefined,
+): Promise<{ vector: Float32Array | undefined; degraded: DegradedReason | undefined }> {
+  if (mode === 'lexical') return { vector: undefined, degraded: undefined };
+  try {
+    const [vector] = await embedder.embed([query]);
+    return { vector, degraded: undefined };
+  } catch (e) {
+    if (mode === 'vector' || (e instanceof AppError && e.code === 'EMBEDDING_DIMENSION_MISMATCH')) throw e;
+    onEmbedError?.(e);
+    // Our own errors carry messages made from known facts; anything else stays generic.
+    const reason =
+      e instanceof AppError
+        ? { code: e.code, message: e.message }
+        : { code: 'EMBEDDER_UNAVAILABLE', message: 'The embedding service failed' };
+    return { vector: undefined, degraded: reason };
+  }
+}
+
 /** Reciprocal rank fusion constant (Cormack et al. 2009): damps the head of each list. */
 export const RRF_K = 60;
 const MAX_TERMS = 64;
@@ -116,20 +143,10 @@ export class SearchService {
     const degradedReasons: Partial<Record<Signal, DegradedReason>> = {};
     const { embedder } = this.deps;
 
-    let vector: Float32Array | undefined;
-    if (mode !== 'lexical') {
-      try {
-        [vector] = await embedder.embed([query]);
-      } catch (e) {
-        if (mode === 'vector' || (e instanceof AppError && e.code === 'EMBEDDING_DIMENSION_MISMATCH')) throw e;
-        this.deps.onEmbedError?.(e);
-        degraded.push('vector');
-        // Our own errors carry messages made from known facts; anything else stays generic.
-        degradedReasons.vector =
-          e instanceof AppError
-            ? { code: e.code, message: e.message }
-            : { code: 'EMBEDDER_UNAVAILABLE', message: 'The embedding service failed' };
-      }
+    const { vector, degraded: why } = await embedQueryOrDegrade(embedder, query, mode, this.deps.onEmbedError);
+    if (why !== undefined) {
+      degraded.push('vector');
+      degradedReasons.vector = why;
     }
     const lexicalRanker = await this.deps.system.lexicalRanker();
     const candidates = mode === 'hybrid' ? Math.min(Math.max(limit * 4, 40), 200) : limit;
