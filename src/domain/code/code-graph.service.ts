@@ -80,6 +80,19 @@ function innermost(symbols: readonly CodeSymbol[], line: number): CodeSymbol | u
  * path found has all its edges at or above it; among the shortest paths to a
  * node the one whose weakest edge is strongest is kept.
  */
+/** Exactly one of `symbol`, `file` or `package` (REST query or MCP arguments): the level follows from which. */
+export function graphTargetOf(q: {
+  symbol?: string | undefined;
+  file?: string | undefined;
+  package?: string | undefined;
+}): GraphTarget {
+  const given = [q.symbol, q.file, q.package].filter((v) => v !== undefined).length;
+  if (given !== 1) throw errors.validation('Give exactly one of `symbol`, `file` or `package`');
+  if (q.symbol !== undefined) return { symbol: q.symbol };
+  if (q.file !== undefined) return { file: q.file };
+  return { package: q.package as string };
+}
+
 export class CodeGraphService {
   constructor(
     private readonly deps: {

@@ -1,16 +1,14 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { CodeGraphService } from '../../domain/code/code-graph.service.ts';
+import { graphTargetOf as targetOf, type CodeGraphService } from '../../domain/code/code-graph.service.ts';
 import {
   GRAPH_LEVELS,
   type DiffImpact,
   type GraphHit,
   type GraphNode,
-  type GraphTarget,
   type GraphTraversal,
 } from '../../domain/code/code-graph.types.ts';
 import { EDGE_KINDS } from '../../domain/code/code.types.ts';
-import { errors } from '../../errors.ts';
 import { errorBodySchema } from '../schemas.ts';
 import { contextOf } from '../types.ts';
 import { presentSymbol, symbolSchema } from './code.routes.ts';
@@ -118,19 +116,6 @@ const targetQuery = (defaultDepth: number) =>
     minConfidence,
     limit,
   });
-
-/** Exactly one of `symbol`, `file` or `package`: the level follows from which. */
-function targetOf(q: {
-  symbol?: string | undefined;
-  file?: string | undefined;
-  package?: string | undefined;
-}): GraphTarget {
-  const given = [q.symbol, q.file, q.package].filter((v) => v !== undefined).length;
-  if (given !== 1) throw errors.validation('Give exactly one of `symbol`, `file` or `package`');
-  if (q.symbol !== undefined) return { symbol: q.symbol };
-  if (q.file !== undefined) return { file: q.file };
-  return { package: q.package as string };
-}
 
 const optsOf = (q: { repo?: string | undefined; depth: number; minConfidence: number; limit: number }) => ({
   repoId: q.repo,

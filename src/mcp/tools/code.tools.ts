@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import type { CodeGraphService } from '../../domain/code/code-graph.service.ts';
-import type { GraphHit, GraphNode, GraphTarget, GraphTraversal } from '../../domain/code/code-graph.types.ts';
+import { graphTargetOf as targetOf, type CodeGraphService } from '../../domain/code/code-graph.service.ts';
+import type { GraphHit, GraphNode, GraphTraversal } from '../../domain/code/code-graph.types.ts';
 import type { CodeQueryService } from '../../domain/code/code-query.service.ts';
 import type { CodeReference, CodeSymbol } from '../../domain/code/code.types.ts';
 import type { RequestContext } from '../../domain/tenancy/tenancy.types.ts';
@@ -147,18 +147,6 @@ const targetArgs = {
     .describe('Follow only edges at least this sure (default 0.5: every resolved edge)'),
   limit: z.number().int().min(1).max(5000).optional().describe('At most this many hits (default 500)'),
 };
-
-function targetOf(a: {
-  symbol?: string | undefined;
-  file?: string | undefined;
-  package?: string | undefined;
-}): GraphTarget {
-  const given = [a.symbol, a.file, a.package].filter((v) => v !== undefined).length;
-  if (given !== 1) throw errors.validation('Give exactly one of `symbol`, `file` or `package`');
-  if (a.symbol !== undefined) return { symbol: a.symbol };
-  if (a.file !== undefined) return { file: a.file };
-  return { package: a.package as string };
-}
 
 export function codeTools(deps: { query: CodeQueryService; graph: CodeGraphService }): Array<ToolDef<RequestContext>> {
   const read = { readOnlyHint: true, idempotentHint: true, destructiveHint: false, openWorldHint: false } as const;
