@@ -334,7 +334,13 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
     const jobs = new JobService({ tenantDb });
     const workspace = new LocalRepoWorkspace({ dataDir: config.dataDir, ...config.code });
     const parser = await createTreeSitterParser();
-    const repos = new RepoService({ tenantDb, workspace, jobMaxAttempts: config.jobs.maxAttempts });
+    const repos = new RepoService({
+      tenantDb,
+      workspace,
+      jobMaxAttempts: config.jobs.maxAttempts,
+      // A run queued here starts at once rather than at the worker's next poll.
+      onQueued: () => worker.poke(),
+    });
     const code = new CodeQueryService({ tenantDb });
     const codeGraph = new CodeGraphService({ tenantDb, workspace });
     const codeSearch = new CodeSearchService({ tenantDb, embedder, limits: config.limits, onEmbedError });
@@ -351,6 +357,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       workspace,
       analysis: createCodeAnalysis(),
       precise: { enabled: config.code.precise, maxFiles: config.code.preciseMaxFiles },
+      statistics: system,
     });
     const worker = new JobWorker({
       queue: jobQueue,

@@ -72,6 +72,14 @@ export async function walkRepository(root: string, opts: WalkOptions): Promise<W
     if (gitignore !== undefined) here = [...scopes, { dir: dirRel, ig: ignore().add(gitignore) }];
     const entries = await readdir(abs, { withFileTypes: true }).catch(() => []);
     entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    // The directory's files are stat'ed together, not one await at a time.
+    const stats = new Map(
+      await Promise.all(
+        entries
+          .filter((e) => e.isFile())
+          .map(async (e) => [e.name, await lstat(path.join(abs, e.name)).catch(() => undefined)] as const),
+      ),
+    );
     for (const entry of entries) {
       if (truncated) return;
       const rel = dirRel === '' ? entry.name : `${dirRel}/${entry.name}`;
@@ -88,7 +96,7 @@ export async function walkRepository(root: string, opts: WalkOptions): Promise<W
         continue;
       }
       const absPath = path.join(abs, entry.name);
-      const st = await lstat(absPath).catch(() => undefined);
+      const st = stats.get(entry.name);
       if (st === undefined || !st.isFile()) continue;
       if (st.size > opts.maxFileBytes) {
         skippedTooLarge += 1;
@@ -98,7 +106,7 @@ export async function walkRepository(root: string, opts: WalkOptions): Promise<W
         truncated = true;
         return;
       }
-      files.push({ path: rel, absPath, size: st.size });
+      files.push({ path: rel, absPath, size: st.size, mtimeMs: Math.trunc(st.mtimeMs) });
     }
   };
 

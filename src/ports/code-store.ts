@@ -47,6 +47,9 @@ export interface StoredFile {
   readonly id: string;
   readonly path: string;
   readonly contentHash: string;
+  readonly size: number;
+  /** The modification time the last run saw; null when it was not trusted (see migration 0013). */
+  readonly mtimeMs: number | null;
 }
 
 export interface SymbolRow {
@@ -87,6 +90,10 @@ export interface IndexedFile {
   readonly language: CodeLanguage;
   readonly contentHash: string;
   readonly size: number;
+  /** Kept so the next run can skip reading the file; null when too recent to trust. */
+  readonly mtimeMs: number | null;
+  /** True when the file was indexed before: its old rows go, and edges into it are resolved again. */
+  readonly replaces: boolean;
   readonly symbols: readonly SymbolRow[];
   readonly edges: readonly EdgeRow[];
 }
@@ -167,6 +174,8 @@ export interface CodeStore {
   /** Replaces each file's symbols and outgoing edges (inserting the file when new). */
   writeFiles(repoId: string, files: readonly IndexedFile[]): Promise<void>;
   deleteFiles(repoId: string, fileIds: readonly string[]): Promise<void>;
+  /** Records the modification time of files whose content did not change (the stat cache). */
+  touchFiles(repoId: string, files: ReadonlyArray<{ readonly id: string; readonly mtimeMs: number | null }>): Promise<void>;
   /** IMPORTS edges without a target. */
   findUnresolvedImports(repoId: string): Promise<UnresolvedImport[]>;
   /**

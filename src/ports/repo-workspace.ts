@@ -5,6 +5,7 @@ export interface WalkedFile {
   readonly path: string;
   readonly absPath: string;
   readonly size: number;
+  readonly mtimeMs: number;
 }
 
 export interface WalkResult {

@@ -282,4 +282,10 @@ export interface SystemStore {
    * Returns whether it analyzed.
    */
   analyze(force?: boolean): Promise<boolean>;
+  /**
+   * Refreshes planner statistics of the code graph tables. The indexer calls
+   * it after writing many rows: resolution joins planned on a freshly filled
+   * table without statistics run for minutes instead of milliseconds.
+   */
+  analyzeCodeGraph(): Promise<void>;
 }

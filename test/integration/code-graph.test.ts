@@ -155,6 +155,36 @@ describe(`code graph queries (${backend})`, () => {
       expect(r.byDepth[0]?.items.find((h) => h.node.name === 'tokenize')?.confidence).toBe(0.95);
     });
 
+    it('lifts a changed method to its class (CONTAINS) and walks on to the class’s users', async () => {
+      const c = await t.makeOrg();
+      const dir = path.join(roots, 'shapes');
+      makeRepo(dir, {
+        'src/shape.ts': [
+          'export class Shape {',
+          '  area(): number {',
+          '    return 1;',
+          '  }',
+          '}',
+          '',
+        ].join('\n'),
+        'src/draw.ts': [
+          "import { Shape } from './shape';",
+          'export function draw(): Shape {',
+          '  return new Shape();',
+          '}',
+          '',
+        ].join('\n'),
+      });
+      const res = await t.app.inject({ method: 'POST', url: '/v1/repos', headers: c.auth, payload: { path: dir } });
+      expect(res.statusCode).toBe(202);
+      await t.engram.worker.drain();
+      const impact = await ok(c, '/v1/code/impact?symbol=Shape.area&depth=3');
+      expect(names(impact)).toEqual({ 1: ['Shape'], 2: ['draw'] });
+      expect(impact.byDepth[1]?.items[0]?.path.slice(1).map((s) => s.via)).toEqual(['CONTAINS', 'REFERENCES']);
+      const members = await ok(c, '/v1/code/dependencies?symbol=Shape&depth=1');
+      expect(names(members)).toEqual({ 1: ['Shape.area'] });
+    });
+
     it('stops at the requested depth', async () => {
       const r = await ok(a, '/v1/code/impact?symbol=parse&depth=2');
       expect(Object.keys(names(r))).toEqual(['1', '2']);

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, realpathSync, rmSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, realpathSync, rmSync, statSync, unlinkSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -315,6 +315,42 @@ describe(`code intelligence (${backend})`, () => {
       expect(await symbols(a, 'q=uniqueHelper')).toEqual([]);
       expect((await references(a, 'uniqueHelper')).items).toEqual([]);
       expect(await danglingEdges(a)).toBe(0);
+    });
+
+    it('skips reading a file whose size and mtime are as last seen, and re-reads one whose mtime moved', async () => {
+      const file = path.join(libDir, 'src/orphan.ts');
+      const storedMtime = () =>
+        t.engram.database.db.transaction().execute(async (tx) => {
+          await sql`SELECT set_config('role', 'engram_app', true), set_config('app.current_org_id', ${a.orgId}, true)`.execute(
+            tx,
+          );
+          const r = await sql<{ m: string | null }>`SELECT mtime_ms AS m FROM code_files
+            WHERE repo_id = ${libId} AND path = 'src/orphan.ts'`.execute(tx);
+          return r.rows[0]?.m === null || r.rows[0]?.m === undefined ? null : Number(r.rows[0].m);
+        });
+      // Written moments ago: too recent to trust, so no mtime is kept and the next run hashes it.
+      writeFiles(libDir, { 'src/orphan.ts': 'export function orphan(): number {\n  return 1 + uniqueHelper();\n}\n' });
+      expect((await reindex(a, libId)).progress.parsed).toBe(1);
+      expect(await storedMtime()).toBeNull();
+
+      // An hour old: read once more (same content, so not parsed), and from then on trusted.
+      const old = new Date(Date.now() - 3_600_000);
+      utimesSync(file, old, old);
+      let repo = await reindex(a, libId);
+      expect(repo.progress.parsed).toBe(0);
+      expect(await storedMtime()).toBe(Math.trunc(statSync(file).mtimeMs));
+
+      // Same size and mtime: not read at all, so an edit that kept both goes unseen (as with git's index)…
+      writeFiles(libDir, { 'src/orphan.ts': 'export function orphan(): number {\n  return 2 + uniqueHelper();\n}\n' });
+      utimesSync(file, old, old);
+      repo = await reindex(a, libId);
+      expect(repo.progress.parsed).toBe(0);
+      // …and once the mtime moves, the file is read, hashed and parsed again.
+      const later = new Date(Date.now() - 1_800_000);
+      utimesSync(file, later, later);
+      repo = await reindex(a, libId);
+      expect(repo.progress.parsed).toBe(1);
+      expect(await storedMtime()).toBe(Math.trunc(statSync(file).mtimeMs));
     });
   });
 

@@ -30,6 +30,8 @@ export interface IndexProgress {
   readonly skippedBinary: number;
   /** True when the walk stopped at CODE_MAX_FILES. */
   readonly truncated: boolean;
+  /** Wall-clock milliseconds spent in each phase of this run so far (parsing includes writing the rows). */
+  readonly phaseMs: Readonly<Partial<Record<IndexPhase, number>>>;
 }
 
 export const EMPTY_PROGRESS: IndexProgress = {
@@ -43,6 +45,7 @@ export const EMPTY_PROGRESS: IndexProgress = {
   skippedTooLarge: 0,
   skippedBinary: 0,
   truncated: false,
+  phaseMs: {},
 };
 
 /** A package's identity in SCIP terms: `npm my-lib 1.2.0`, `gomod github.com/x/y .`, … */

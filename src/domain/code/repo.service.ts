@@ -16,6 +16,8 @@ export interface RepoServiceDeps {
   readonly tenantDb: TenantDb;
   readonly workspace: RepoWorkspace;
   readonly jobMaxAttempts: number;
+  /** Called after a run was queued (and committed): wakes this process's job worker instead of waiting for its poll. */
+  readonly onQueued?: (() => void) | undefined;
 }
 
 const indexRepoJob = (repoId: string, maxAttempts: number): NewJob => ({
@@ -51,8 +53,8 @@ export class RepoService {
     const name = input.name?.trim() || defaultRepoName(location);
     const repoId = uuidv7();
     const job = indexRepoJob(repoId, this.deps.jobMaxAttempts);
-    return this.deps.tenantDb.withTenant(ctx.orgId, async ({ code, jobs }) => {
-      const repo = await code.insertRepo({
+    const repo = await this.deps.tenantDb.withTenant(ctx.orgId, async ({ code, jobs }) => {
+      const inserted = await code.insertRepo({
         id: repoId,
         name,
         sourceKind: path !== undefined ? 'path' : 'url',
@@ -60,8 +62,10 @@ export class RepoService {
         indexJobId: job.id,
       });
       await jobs.insertJob(job);
-      return repo;
+      return inserted;
     });
+    this.deps.onQueued?.();
+    return repo;
   }
 
   async list(ctx: RequestContext): Promise<Repo[]> {
@@ -120,6 +124,7 @@ export class RepoService {
       return { repo: updated ?? repo, queued: true };
     });
     if (r === undefined) throw errors.notFound('repo', id);
+    if (r.queued) this.deps.onQueued?.();
     return r;
   }
 }

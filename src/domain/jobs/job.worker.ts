@@ -117,6 +117,11 @@ export class JobWorker {
     return { released: await this.opts.queue.release(this.opts.workerId) };
   }
 
+  /** Polls now if the background loop is waiting (a job was just queued by this process). */
+  poke(): void {
+    this.wake?.();
+  }
+
   /** Claims what is due (up to `concurrency` jobs), runs it and waits for it; returns how many ran. */
   async runOnce(): Promise<number> {
     const jobs = await this.opts.queue.claim({

@@ -40,6 +40,9 @@ const progressSchema = z.object({
   skippedTooLarge: z.number().int(),
   skippedBinary: z.number().int(),
   truncated: z.boolean().describe('The walk stopped at CODE_MAX_FILES'),
+  phaseMs: z
+    .partialRecord(z.enum(INDEX_PHASES), z.number().int())
+    .describe('Milliseconds spent in each phase of the run so far'),
 });
 
 export const repoSchema = z.object({

@@ -46,6 +46,8 @@ const isUuid = (s: string): boolean => UUID_RE.test(s);
 
 /** Rows per multi-row INSERT: ~20 columns each stays far below the 65,535-parameter limit. */
 const INSERT_BATCH = 500;
+/** Rows per `INSERT … SELECT FROM unnest(…)`: one array parameter per column, so only size bounds it. */
+const UNNEST_BATCH = 10_000;
 
 interface RepoRowDb {
   id: string;
@@ -134,8 +136,12 @@ const toSymbol = (r: SymbolRowDb): CodeSymbol => ({
   exported: r.exported,
 });
 
-/** Edges a symbol-level traversal follows: references, inheritance, containment (a member's change is its type's), and imports out of top-level code. */
-const SYMBOL_GRAPH_KINDS = sql.raw(`('CALLS', 'REFERENCES', 'EXTENDS', 'IMPLEMENTS', 'CONTAINS', 'IMPORTS')`);
+/**
+ * Edges a symbol-level traversal follows: references, inheritance and imports
+ * out of top-level code; containment (a member's change is its type's) comes
+ * from code_symbols.parent_id.
+ */
+const SYMBOL_GRAPH_KINDS = sql.raw(`('CALLS', 'REFERENCES', 'EXTENDS', 'IMPLEMENTS', 'IMPORTS')`);
 /** Edges between two files' contents (and, across repositories, between packages). */
 const FILE_GRAPH_KINDS = sql.raw(`('IMPORTS', 'CALLS', 'REFERENCES', 'EXTENDS', 'IMPLEMENTS')`);
 
@@ -266,11 +272,24 @@ export class PgCodeStore implements CodeStore {
   }
 
   async findFiles(repoId: string): Promise<StoredFile[]> {
-    const r = await sql<{ id: string; path: string; content_hash: string }>`
-      SELECT id, path, content_hash FROM code_files WHERE org_id = ${this.orgId} AND repo_id = ${repoId}`.execute(
-      this.tx,
-    );
-    return r.rows.map((x) => ({ id: x.id, path: x.path, contentHash: x.content_hash }));
+    const r = await sql<{ id: string; path: string; content_hash: string; size: number; mtime_ms: string | null }>`
+      SELECT id, path, content_hash, size, mtime_ms FROM code_files
+      WHERE org_id = ${this.orgId} AND repo_id = ${repoId}`.execute(this.tx);
+    return r.rows.map((x) => ({
+      id: x.id,
+      path: x.path,
+      contentHash: x.content_hash,
+      size: x.size,
+      mtimeMs: x.mtime_ms === null ? null : Number(x.mtime_ms),
+    }));
+  }
+
+  async touchFiles(repoId: string, files: ReadonlyArray<{ id: string; mtimeMs: number | null }>): Promise<void> {
+    for (const batch of chunks(files, INSERT_BATCH * 10)) {
+      await sql`UPDATE code_files f SET mtime_ms = v.mtime_ms
+        FROM unnest(${batch.map((x) => x.id)}::uuid[], ${batch.map((x) => x.mtimeMs)}::bigint[]) AS v (id, mtime_ms)
+        WHERE f.org_id = ${this.orgId} AND f.repo_id = ${repoId} AND f.id = v.id`.execute(this.tx);
+    }
   }
 
   /** Edges from elsewhere into these files or their symbols become unresolved (their names stay). */
@@ -284,50 +303,49 @@ export class PgCodeStore implements CodeStore {
     );
   }
 
+  /**
+   * Rows go in as one array per column (`unnest`): a handful of parameters
+   * per statement instead of one per value, which is what parsing and
+   * binding cost on a multi-row VALUES list.
+   */
   async writeFiles(repoId: string, files: readonly IndexedFile[]): Promise<void> {
     if (files.length === 0) return;
-    const ids = files.map((f) => f.id);
-    await this.unlinkIncoming(ids);
-    await sql`DELETE FROM code_edges WHERE org_id = ${this.orgId} AND file_id = ANY(${ids}::uuid[])`.execute(this.tx);
-    await sql`DELETE FROM code_symbols WHERE org_id = ${this.orgId} AND file_id = ANY(${ids}::uuid[])`.execute(this.tx);
-    for (const batch of chunks(files, INSERT_BATCH)) {
-      const values = batch.map(
-        (f) => sql`(${this.orgId}, ${repoId}, ${f.id}, ${f.path}, ${f.language}, ${f.contentHash}, ${f.size}, now())`,
+    const replaced = files.filter((f) => f.replaces).map((f) => f.id);
+    if (replaced.length > 0) {
+      await this.unlinkIncoming(replaced);
+      await sql`DELETE FROM code_edges WHERE org_id = ${this.orgId} AND file_id = ANY(${replaced}::uuid[])`.execute(
+        this.tx,
       );
-      await sql`INSERT INTO code_files (org_id, repo_id, id, path, language, content_hash, size, indexed_at)
-        VALUES ${sql.join(values)}
-        ON CONFLICT (org_id, id) DO UPDATE SET language = excluded.language,
-          content_hash = excluded.content_hash, size = excluded.size, indexed_at = excluded.indexed_at`.execute(
+      await sql`DELETE FROM code_symbols WHERE org_id = ${this.orgId} AND file_id = ANY(${replaced}::uuid[])`.execute(
         this.tx,
       );
     }
+    const col = <T, V>(rows: readonly T[], f: (r: T) => V): V[] => rows.map(f);
+    await sql`INSERT INTO code_files (org_id, repo_id, id, path, language, content_hash, size, mtime_ms, indexed_at)
+      SELECT ${this.orgId}::uuid, ${repoId}::uuid, *, now() FROM unnest(${col(files, (f) => f.id)}::uuid[],
+        ${col(files, (f) => f.path)}::text[], ${col(files, (f) => f.language)}::text[],
+        ${col(files, (f) => f.contentHash)}::text[], ${col(files, (f) => f.size)}::int[],
+        ${col(files, (f) => f.mtimeMs)}::bigint[])
+      ON CONFLICT (org_id, id) DO UPDATE SET language = excluded.language, content_hash = excluded.content_hash,
+        size = excluded.size, mtime_ms = excluded.mtime_ms, indexed_at = excluded.indexed_at`.execute(this.tx);
     const symbols = files.flatMap((f) => f.symbols.map((s) => ({ f, s })));
-    for (const batch of chunks(symbols, INSERT_BATCH)) {
+    for (const b of chunks(symbols, UNNEST_BATCH)) {
       await sql`INSERT INTO code_symbols (org_id, repo_id, file_id, id, parent_id, scip_symbol, descriptor, kind,
           name, qualified_name, start_line, start_col, end_line, end_col, name_line, name_col, signature, doc,
           language, exported)
-        VALUES ${sql.join(batch.map(({ f, s }) => this.symbolValues(repoId, f, s)))}`.execute(this.tx);
+        SELECT ${this.orgId}::uuid, ${repoId}::uuid, * FROM unnest(${col(b, (x) => x.f.id)}::uuid[],
+          ${col(b, (x) => x.s.id)}::uuid[], ${col(b, (x) => x.s.parentId)}::uuid[],
+          ${col(b, (x) => x.s.scipSymbol)}::text[], ${col(b, (x) => x.s.descriptor)}::text[],
+          ${col(b, (x) => x.s.kind)}::text[], ${col(b, (x) => x.s.name)}::text[],
+          ${col(b, (x) => x.s.qualifiedName)}::text[], ${col(b, (x) => x.s.span.startLine)}::int[],
+          ${col(b, (x) => x.s.span.startColumn)}::int[], ${col(b, (x) => x.s.span.endLine)}::int[],
+          ${col(b, (x) => x.s.span.endColumn)}::int[], ${col(b, (x) => x.s.nameSpan.startLine)}::int[],
+          ${col(b, (x) => x.s.nameSpan.startColumn)}::int[], ${col(b, (x) => x.s.signature)}::text[],
+          ${col(b, (x) => x.s.doc)}::text[], ${col(b, (x) => x.f.language)}::text[],
+          ${col(b, (x) => x.s.exported)}::boolean[])`.execute(this.tx);
     }
-    const edges = files.flatMap((f) => f.edges.map((e) => ({ f, e })));
-    for (const batch of chunks(edges, INSERT_BATCH)) {
-      await sql`INSERT INTO code_edges (org_id, repo_id, file_id, kind, src_kind, src_id, dst_kind, dst_id, dst_name,
-          dst_module, hint_file_id, confidence, start_line, start_col, end_line, end_col)
-        VALUES ${sql.join(batch.map(({ f, e }) => this.edgeValues(repoId, f.id, e)))}`.execute(this.tx);
-    }
-  }
-
-  private symbolValues(repoId: string, f: IndexedFile, s: SymbolRow): RawBuilder<unknown> {
-    return sql`(${this.orgId}, ${repoId}, ${f.id}, ${s.id}, ${s.parentId}, ${s.scipSymbol}, ${s.descriptor},
-      ${s.kind}, ${s.name}, ${s.qualifiedName}, ${s.span.startLine}, ${s.span.startColumn}, ${s.span.endLine},
-      ${s.span.endColumn}, ${s.nameSpan.startLine}, ${s.nameSpan.startColumn}, ${s.signature}, ${s.doc},
-      ${f.language}, ${s.exported})`;
-  }
-
-  private edgeValues(repoId: string, fileId: string, e: EdgeRow): RawBuilder<unknown> {
-    return sql`(${this.orgId}, ${repoId}, ${fileId}, ${e.kind}, ${e.src.kind}, ${e.src.id}, ${e.dst?.kind ?? null},
-      ${e.dst?.id ?? null}, ${e.dstName}, ${e.dstModule ?? null}, ${e.hintFileId ?? null}, ${e.confidence},
-      ${e.span?.startLine ?? null}, ${e.span?.startColumn ?? null}, ${e.span?.endLine ?? null},
-      ${e.span?.endColumn ?? null})`;
+    const edges = files.flatMap((f) => f.edges.map((edge) => ({ fileId: f.id, edge })));
+    await this.insertEdges(repoId, edges);
   }
 
   async deleteFiles(repoId: string, fileIds: readonly string[]): Promise<void> {
@@ -551,10 +569,20 @@ export class PgCodeStore implements CodeStore {
   }
 
   async insertEdges(repoId: string, edges: ReadonlyArray<{ fileId: string; edge: EdgeRow }>): Promise<void> {
-    for (const batch of chunks(edges, INSERT_BATCH)) {
+    const col = <V>(rows: ReadonlyArray<{ fileId: string; edge: EdgeRow }>, f: (e: EdgeRow) => V): V[] =>
+      rows.map((r) => f(r.edge));
+    for (const b of chunks(edges, UNNEST_BATCH)) {
       await sql`INSERT INTO code_edges (org_id, repo_id, file_id, kind, src_kind, src_id, dst_kind, dst_id, dst_name,
           dst_module, hint_file_id, confidence, start_line, start_col, end_line, end_col)
-        VALUES ${sql.join(batch.map(({ fileId, edge }) => this.edgeValues(repoId, fileId, edge)))}`.execute(this.tx);
+        SELECT ${this.orgId}::uuid, ${repoId}::uuid, * FROM unnest(${b.map((r) => r.fileId)}::uuid[],
+          ${col(b, (e) => e.kind)}::text[], ${col(b, (e) => e.src.kind)}::text[], ${col(b, (e) => e.src.id)}::uuid[],
+          ${col(b, (e) => e.dst?.kind ?? null)}::text[], ${col(b, (e) => e.dst?.id ?? null)}::uuid[],
+          ${col(b, (e) => e.dstName)}::text[], ${col(b, (e) => e.dstModule ?? null)}::text[],
+          ${col(b, (e) => e.hintFileId ?? null)}::uuid[], ${col(b, (e) => e.confidence)}::real[],
+          ${col(b, (e) => e.span?.startLine ?? null)}::int[], ${col(b, (e) => e.span?.startColumn ?? null)}::int[],
+          ${col(b, (e) => e.span?.endLine ?? null)}::int[], ${col(b, (e) => e.span?.endColumn ?? null)}::int[])`.execute(
+        this.tx,
+      );
     }
   }
 
@@ -689,19 +717,26 @@ export class PgCodeStore implements CodeStore {
     const reverse = q.direction === 'dependents';
     let r: { rows: StepRowDb[] };
     if (q.level === 'symbol') {
+      // CONTAINS is each symbol's parent_id (migration 0013), not an edge row.
       r = reverse
         ? await sql<StepRowDb>`SELECT e.dst_id AS from_id, e.src_id AS to_id, e.src_kind AS to_kind, e.kind,
               max(e.confidence) AS confidence
             FROM code_edges e
             WHERE e.org_id = ${org} AND e.dst_id = ANY(${ids}::uuid[]) AND e.kind IN ${SYMBOL_GRAPH_KINDS}
               AND e.confidence >= ${floor} AND e.src_id <> e.dst_id
-            GROUP BY e.dst_id, e.src_id, e.src_kind, e.kind`.execute(this.tx)
+            GROUP BY e.dst_id, e.src_id, e.src_kind, e.kind
+            UNION ALL
+            SELECT s.id, s.parent_id, 'symbol', 'CONTAINS', ${CONFIDENCE.exact}::real FROM code_symbols s
+            WHERE s.org_id = ${org} AND s.id = ANY(${ids}::uuid[]) AND s.parent_id IS NOT NULL`.execute(this.tx)
         : await sql<StepRowDb>`SELECT e.src_id AS from_id, e.dst_id AS to_id, e.dst_kind AS to_kind, e.kind,
               max(e.confidence) AS confidence
             FROM code_edges e
             WHERE e.org_id = ${org} AND e.src_id = ANY(${ids}::uuid[]) AND e.dst_id IS NOT NULL
               AND e.kind IN ${SYMBOL_GRAPH_KINDS} AND e.confidence >= ${floor} AND e.src_id <> e.dst_id
-            GROUP BY e.src_id, e.dst_id, e.dst_kind, e.kind`.execute(this.tx);
+            GROUP BY e.src_id, e.dst_id, e.dst_kind, e.kind
+            UNION ALL
+            SELECT s.parent_id, s.id, 'symbol', 'CONTAINS', ${CONFIDENCE.exact}::real FROM code_symbols s
+            WHERE s.org_id = ${org} AND s.parent_id = ANY(${ids}::uuid[])`.execute(this.tx);
     } else if (q.level === 'file') {
       r = reverse
         ? await sql<StepRowDb>`SELECT x.from_id, x.to_id, 'file' AS to_kind, x.kind, max(x.confidence) AS confidence

@@ -721,6 +721,10 @@ export class PgSystemStore implements SystemStore {
     return true;
   }
 
+  async analyzeCodeGraph(): Promise<void> {
+    await sql`ANALYZE code_files, code_symbols, code_edges`.execute(this.adminDb);
+  }
+
   /** Whether the app's connection may switch to engram_system (see PgMemoryStore.candidateIds). */
   async canActAsSystem(): Promise<boolean> {
     const r = await sql<{ ok: boolean }>`SELECT pg_has_role('engram_system', 'MEMBER') AS ok`.execute(this.db);
