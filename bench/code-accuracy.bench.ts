@@ -110,14 +110,13 @@ function sample<T>(items: readonly T[], n: number, seed: number): T[] {
   return copy.slice(0, n);
 }
 
-/** `path:line:byteColumn`, the key both sides agree on. */
+/** `path:line:column` (UTF-16 column), the key both sides agree on. */
 const key = (p: string, line: number, col: number): string => `${p}:${line}:${col}`;
 
-function byteKey(root: string, sf: ts.SourceFile, pos: number): string {
+/** Where a node starts, in Engram's units: zero-based line and UTF-16 column (as tree-sitter and TypeScript count). */
+function posKey(root: string, sf: ts.SourceFile, pos: number): string {
   const lc = sf.getLineAndCharacterOfPosition(pos);
-  const start = sf.getLineStarts()[lc.line] ?? 0;
-  const col = Buffer.byteLength(sf.text.slice(start, start + lc.character), 'utf8');
-  return key(path.relative(root, sf.fileName).split(path.sep).join('/'), lc.line, col);
+  return key(path.relative(root, sf.fileName).split(path.sep).join('/'), lc.line, lc.character);
 }
 
 /** A checkout of the corpus: its sources under src/, a tsconfig, node_modules linked for library types. */
@@ -251,9 +250,9 @@ function groundTruth(dir: string, files: readonly string[], anchors: Map<string,
             const name = ts.getNameOfDeclaration(d);
             const dsf = d.getSourceFile();
             if (name === undefined || !dsf.fileName.startsWith(dir)) continue;
-            const decl = byteKey(dir, dsf, name.getStart(dsf));
+            const decl = posKey(dir, dsf, name.getStart(dsf));
             if (anchors.has(decl)) {
-              truth.set(byteKey(dir, sf, n.getStart(sf)), decl);
+              truth.set(posKey(dir, sf, n.getStart(sf)), decl);
               break;
             }
           }
@@ -311,6 +310,11 @@ async function score(ix: Indexed, declarations: Map<string, string>, opts: Optio
     answered += got.size;
     want += gt.size;
     for (const k of got) if (gt.has(k)) tp += 1;
+    if (process.env.BENCH_SHOW_MISSES !== undefined) {
+      for (const k of [...got].filter((x) => !gt.has(x)).slice(0, 5)) {
+        log(`refs P-miss ${scipOf.get(id)?.split(' ').pop() ?? id} at ${k}: checker ${declarations.get(k) ?? '-'}`);
+      }
+    }
   }
   return {
     definition: { tp: defPrecision, answered: answers.length, expected: expected.length, recallTp: defRecall },

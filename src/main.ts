@@ -28,6 +28,7 @@ import { INDEX_REPO } from './domain/code/code.types.ts';
 import { RepoService } from './domain/code/repo.service.ts';
 import { createCodeAnalysis } from './code/code-analysis.ts';
 import { LocalRepoWorkspace } from './code/local-workspace.ts';
+import { createParserPool } from './code/parser-pool.ts';
 import { createTreeSitterParser } from './code/tree-sitter-parser.ts';
 import { JobWorker } from './domain/jobs/job.worker.ts';
 import { SearchService } from './domain/search/search.service.ts';
@@ -334,6 +335,8 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
     const jobs = new JobService({ tenantDb });
     const workspace = new LocalRepoWorkspace({ dataDir: config.dataDir, ...config.code });
     const parser = await createTreeSitterParser();
+    const parserPool = config.code.parseThreads > 0 ? createParserPool(config.code.parseThreads) : undefined;
+    if (parserPool !== undefined) closers.push(() => parserPool.close());
     const repos = new RepoService({
       tenantDb,
       workspace,
@@ -354,6 +357,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
     const indexer = new CodeIndexer({
       tenantDb,
       parser,
+      parserPool,
       workspace,
       analysis: createCodeAnalysis(),
       precise: { enabled: config.code.precise, maxFiles: config.code.preciseMaxFiles },

@@ -6,22 +6,14 @@ import { insideRoot } from './js-resolver.ts';
 
 const CONFIG_FILES = ['tsconfig.json', 'jsconfig.json'];
 
-/** A UTF-8 byte column of a line as a UTF-16 offset (what TypeScript counts), and back. */
-const charColumn = (line: string, byteCol: number): number =>
-  !/[^\t -~]/.test(line) ? byteCol : Buffer.from(line, 'utf8').subarray(0, byteCol).toString('utf8').length;
-const byteColumn = (line: string, charCol: number): number => Buffer.byteLength(line.slice(0, charCol), 'utf8');
-
-function lineText(sf: ts.SourceFile, line: number): string | undefined {
-  const starts = sf.getLineStarts();
-  const start = starts[line];
-  if (start === undefined) return undefined;
-  return sf.text.slice(start, starts[line + 1] ?? sf.text.length).replace(/\r?\n$/, '');
-}
-
-/** Line and UTF-8 byte column of a position. */
+/**
+ * Line and column of a position. Columns count UTF-16 code units, as both
+ * TypeScript and web-tree-sitter (which parses JavaScript strings) do, so the
+ * compiler's positions and the parser's match on lines with non-ASCII text.
+ */
 function position(sf: ts.SourceFile, pos: number): { line: number; column: number } {
   const lc = sf.getLineAndCharacterOfPosition(pos);
-  return { line: lc.line, column: byteColumn(lineText(sf, lc.line) ?? '', lc.character) };
+  return { line: lc.line, column: lc.character };
 }
 
 /** The name a declaration introduces (`getNameOfDeclaration` also names `a.b` and `a.b = …`: those are uses). */
@@ -104,9 +96,9 @@ export function openTsPrecise(root: string, files: readonly string[]): PreciseSe
     definitionsAt(file, line, column): readonly PreciseDefinition[] | undefined {
       const abs = path.join(real, file);
       const sf = program?.getSourceFile(abs);
-      const text = sf === undefined ? undefined : lineText(sf, line);
-      if (sf === undefined || text === undefined) return undefined;
-      const pos = (sf.getLineStarts()[line] ?? 0) + charColumn(text, column);
+      const start = sf?.getLineStarts()[line];
+      if (sf === undefined || start === undefined) return undefined;
+      const pos = start + column;
       let defs: readonly ts.DefinitionInfo[] | undefined;
       try {
         defs = service.getDefinitionAtPosition(abs, pos);
@@ -123,11 +115,10 @@ export function openTsPrecise(root: string, files: readonly string[]): PreciseSe
       return ordered.map((d) => {
         const dsf = program?.getSourceFile(d.fileName);
         const lc = dsf?.getLineAndCharacterOfPosition(d.textSpan.start) ?? { line: 0, character: 0 };
-        const dLine = dsf === undefined ? '' : (lineText(dsf, lc.line) ?? '');
         return {
           path: insideRoot(real, d.fileName),
           line: lc.line,
-          column: byteColumn(dLine, lc.character),
+          column: lc.character,
           name: d.name,
         };
       });

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
@@ -116,6 +117,8 @@ const envSchema = z.object({
   CODE_MAX_FILES: intFrom(50_000, 1, 10_000_000),
   CODE_PRECISE: boolFrom(true),
   CODE_PRECISE_MAX_FILES: intFrom(5_000, 0, 10_000_000),
+  // One parser thread per core but one (the event loop and the database need the other); 0: parse on the event loop.
+  CODE_PARSE_THREADS: intFrom(Math.max(1, availableParallelism() - 1), 0, 64),
   SHUTDOWN_TIMEOUT_MS: intFrom(10_000, 0, 600_000),
   SHUTDOWN_DELAY_MS: intFrom(0, 0, 300_000),
   AUTH_ISSUER: z.string().trim().min(1).optional(),
@@ -242,6 +245,8 @@ export interface CodeConfig {
   readonly precise: boolean;
   /** Repositories with more JS/TS files than this skip the precise pass. */
   readonly preciseMaxFiles: number;
+  /** Worker threads that parse files during an index run; 0: the event loop parses. */
+  readonly parseThreads: number;
 }
 
 /** The durable job queue and this instance's worker (see docs/operations.md, "Background jobs"). */
@@ -516,6 +521,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxFiles: e.CODE_MAX_FILES,
       precise: e.CODE_PRECISE,
       preciseMaxFiles: e.CODE_PRECISE_MAX_FILES,
+      parseThreads: e.CODE_PARSE_THREADS,
     }),
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     shutdownDelayMs: e.SHUTDOWN_DELAY_MS,

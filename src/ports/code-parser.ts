@@ -87,3 +87,14 @@ export interface CodeParser {
   languageOf(path: string): CodeLanguage | undefined;
   parse(language: CodeLanguage, source: string): ParsedFile;
 }
+
+/**
+ * The same parse on other threads: calls are spread over the pool and
+ * answered in any order. Threads start on first use.
+ */
+export interface ParserPool {
+  /** How many files may usefully be in flight at once. */
+  readonly capacity: number;
+  parse(language: CodeLanguage, source: string): Promise<ParsedFile>;
+  close(): Promise<void>;
+}

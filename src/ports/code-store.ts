@@ -175,7 +175,10 @@ export interface CodeStore {
   writeFiles(repoId: string, files: readonly IndexedFile[]): Promise<void>;
   deleteFiles(repoId: string, fileIds: readonly string[]): Promise<void>;
   /** Records the modification time of files whose content did not change (the stat cache). */
-  touchFiles(repoId: string, files: ReadonlyArray<{ readonly id: string; readonly mtimeMs: number | null }>): Promise<void>;
+  touchFiles(
+    repoId: string,
+    files: ReadonlyArray<{ readonly id: string; readonly mtimeMs: number | null }>,
+  ): Promise<void>;
   /** IMPORTS edges without a target. */
   findUnresolvedImports(repoId: string): Promise<UnresolvedImport[]>;
   /**

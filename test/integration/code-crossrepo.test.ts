@@ -11,7 +11,7 @@ interface RefJson {
   confidence: number;
   repoId: string;
   path: string;
-  span: { startLine: number } | null;
+  span: { startLine: number; startColumn: number } | null;
   enclosing: { qualifiedName: string } | null;
   target: { name: string; qualifiedName: string; path: string };
 }
@@ -114,6 +114,13 @@ const PRECISE: Record<string, string> = {
     '}',
   ),
   'src/shadow.ts': lines('export function apply(render: (n: number) => string): string {', '  return render(3);', '}'),
+  // Columns count UTF-16 code units on both sides: the Armenian word is 8 of them (16 UTF-8 bytes), the emoji 2.
+  'src/unicode.ts': lines(
+    "import { format } from './util/format';",
+    'export function greet(): string {',
+    '  return `Չափազանց ${format(3)} 😀` + format(4);',
+    '}',
+  ),
 };
 
 /** One engram with its orgs' helpers. */
@@ -308,6 +315,16 @@ describe.each([
       expect(seen).toEqual(mode === 'on' ? [['REFERENCES', 'src/render.ts', 'render', 1]] : []);
     },
   );
+
+  it('places references after non-ASCII text where the compiler does: one edge each, no duplicate', async () => {
+    const seen = (await h.references(a, 'format')).items
+      .filter((x) => x.path === 'src/unicode.ts')
+      .map((x) => [x.span?.startLine, x.span?.startColumn, x.confidence]);
+    expect(seen).toEqual([
+      [2, 21, mode === 'on' ? 1 : 0.95],
+      [2, 38, mode === 'on' ? 1 : 0.95],
+    ]);
+  });
 
   it('gives the same answers after a re-index that changed another file (nothing added twice)', async () => {
     const before = { format: await refs('format'), scale: await refs('SCALE'), render: await refs('render') };

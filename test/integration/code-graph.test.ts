@@ -159,14 +159,7 @@ describe(`code graph queries (${backend})`, () => {
       const c = await t.makeOrg();
       const dir = path.join(roots, 'shapes');
       makeRepo(dir, {
-        'src/shape.ts': [
-          'export class Shape {',
-          '  area(): number {',
-          '    return 1;',
-          '  }',
-          '}',
-          '',
-        ].join('\n'),
+        'src/shape.ts': ['export class Shape {', '  area(): number {', '    return 1;', '  }', '}', ''].join('\n'),
         'src/draw.ts': [
           "import { Shape } from './shape';",
           'export function draw(): Shape {',

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 import { errors } from '../../errors.ts';
 import type { CodeAnalysis, PreciseDefinition, PreciseOccurrence, PreciseSession } from '../../ports/code-analysis.ts';
-import type { CodeLanguage, CodeParser, ParsedFile, ReferenceKind, Span } from '../../ports/code-parser.ts';
+import type { CodeLanguage, CodeParser, ParsedFile, ParserPool, ReferenceKind, Span } from '../../ports/code-parser.ts';
 import type {
   EdgeRow,
   EdgeTargetUpdate,
@@ -43,6 +43,8 @@ const DELETE_BATCH = 500;
  * row per repository and loops — 150 s instead of 80 ms for 2,300 files.
  */
 const ANALYZE_AFTER_FILES = 50;
+/** Files read and parsed ahead of the one being written into a batch. */
+const PREPARE_WINDOW = 16;
 /** A file modified less than this before it was read is hashed again next run, whatever its mtime says. */
 const RACY_MS = 2_000;
 
@@ -65,6 +67,8 @@ const samePackage = (a: PackageIdentity, b: PackageIdentity): boolean =>
 export interface CodeIndexerDeps {
   readonly tenantDb: TenantDb;
   readonly parser: CodeParser;
+  /** Parser threads; without them files are parsed on this thread. */
+  readonly parserPool?: ParserPool | undefined;
   readonly workspace: RepoWorkspace;
   /** JS/TS module resolution and the precise (compiler) pass; without it, only the built-in resolution runs. */
   readonly analysis?: CodeAnalysis | undefined;
@@ -389,9 +393,20 @@ export class CodeIndexer {
     };
     const touched: Array<{ id: string; mtimeMs: number | null }> = [];
     const decoder = new TextDecoder('utf-8');
+    // Files are read and parsed a window ahead (on the parser threads, when there are any), and taken in order.
+    const ahead: Array<Promise<Awaited<ReturnType<CodeIndexer['prepare']>> | undefined>> = [];
+    let next = 0;
+    const launch = () => {
+      const f = files[next++];
+      if (f !== undefined) {
+        ahead.push(this.prepare(f, storedByPath.get(f.path), rewriteAll, pkg, decoder).catch(() => undefined));
+      }
+    };
+    while (next < files.length && ahead.length < PREPARE_WINDOW) launch();
     for (const f of files) {
       const before = storedByPath.get(f.path);
-      const counted = await this.prepare(f, before, rewriteAll, pkg, decoder).catch(() => undefined);
+      const counted = await ahead.shift();
+      launch();
       if (counted === undefined) {
         progress = { ...progress, failed: progress.failed + 1 };
         // A file that cannot be read or parsed keeps no stale rows: it is retried next run.
@@ -514,7 +529,10 @@ export class CodeIndexer {
       return { unchanged: true, touch: before.mtimeMs === mtimeMs ? undefined : mtimeMs };
     }
     if (bytes.subarray(0, 8_000).includes(0)) return 'binary';
-    const parsed = this.deps.parser.parse(f.language, decoder.decode(bytes));
+    const source = decoder.decode(bytes);
+    const pool = this.deps.parserPool;
+    const parsed =
+      pool === undefined ? this.deps.parser.parse(f.language, source) : await pool.parse(f.language, source);
     return buildIndexedFile(
       {
         id: before?.id ?? uuidv7(),

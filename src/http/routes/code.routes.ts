@@ -27,7 +27,7 @@ const spanSchema = z
     endLine: z.number().int(),
     endColumn: z.number().int(),
   })
-  .describe('Zero-based lines and columns, end exclusive');
+  .describe('Zero-based lines and columns (UTF-16 code units, as LSP counts them), end exclusive');
 
 const progressSchema = z.object({
   phase: z.enum(INDEX_PHASES),

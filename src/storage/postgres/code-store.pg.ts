@@ -12,7 +12,6 @@ import type {
   RepoPatch,
   StoredFile,
   SymbolAnchor,
-  SymbolRow,
   UnresolvedImport,
 } from '../../ports/code-store.ts';
 import {

@@ -1,0 +1,32 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import type { CodeLanguage } from '../ports/code-parser.ts';
+import { createParserPool } from './parser-pool.ts';
+import { createTreeSitterParser } from './tree-sitter-parser.ts';
+
+const SOURCES: ReadonlyArray<[CodeLanguage, string]> = [
+  ['typescript', "import { b } from './b';\nexport class A {\n  run(): number {\n    return b(this.x);\n  }\n}\n"],
+  ['python', 'from .b import b\n\ndef a():\n    """Doc."""\n    return b()\n'],
+  ['go', 'package a\n\nfunc A() int { return B() }\n'],
+  ['rust', 'pub fn a() -> u32 { b() }\n'],
+];
+
+describe('createParserPool', () => {
+  const pool = createParserPool(2);
+  afterAll(() => pool.close());
+
+  it('answers what the parser on this thread answers, for many files in flight at once', async () => {
+    const local = await createTreeSitterParser();
+    const many = Array.from({ length: 12 }, (_, i) => SOURCES[i % SOURCES.length] as [CodeLanguage, string]);
+    const parsed = await Promise.all(many.map(([language, source]) => pool.parse(language, source)));
+    parsed.forEach((p, i) => {
+      const [language, source] = many[i] as [CodeLanguage, string];
+      expect(p).toEqual(local.parse(language, source));
+    });
+    expect(parsed[0]?.symbols.map((s) => s.qualifiedName)).toEqual(['A', 'A.run']);
+  });
+
+  it('rejects a parse that fails on the thread, and keeps answering', async () => {
+    await expect(pool.parse('cobol' as CodeLanguage, 'x')).rejects.toThrow(/cobol/);
+    expect((await pool.parse('go', 'package a\n\nfunc Z() {}\n')).symbols.map((s) => s.name)).toEqual(['Z']);
+  });
+});
