@@ -43,6 +43,8 @@ export interface JobQueue {
    * given kinds, oldest due first: running, attempts + 1, leased until now + leaseMs.
    */
   claim(req: ClaimRequest): Promise<Job[]>;
+  /** Pushes a held job's lease to now + `leaseMs` (a long run's heartbeat); false when the worker no longer holds it. */
+  extendLease(job: Pick<Job, 'orgId' | 'id'>, workerId: string, leaseMs: number): Promise<boolean>;
   /** Marks a held job succeeded; false when the worker no longer holds it. */
   complete(job: Pick<Job, 'orgId' | 'id'>, workerId: string): Promise<boolean>;
   /**

@@ -395,7 +395,7 @@ describe(`background jobs (${backend})`, () => {
     let started: Promise<void>;
     let org: TestOrg;
 
-    const blockingWorker = () => {
+    const blockingWorker = (leaseMs = 3_600_000) => {
       let signalStarted: () => void = () => undefined;
       started = new Promise((r) => (signalStarted = r));
       const gate = new Promise<void>((r) => (releaseHandler = r));
@@ -413,7 +413,7 @@ describe(`background jobs (${backend})`, () => {
         workerId: `stop-test-${++n}`,
         concurrency: 1,
         pollMs: 10,
-        leaseMs: 3_600_000,
+        leaseMs,
         backoff: { baseMs: 600_000, maxMs: 600_000 },
         retentionMs: 3_600_000,
       });
@@ -447,6 +447,26 @@ describe(`background jobs (${backend})`, () => {
       expect(await jobOf(org, job.id)).toMatchObject({ state: 'queued', attempts: 0 });
       paused = false;
       expect(await worker.drain()).toBe(1);
+      expect(await jobOf(org, job.id)).toMatchObject({ state: 'succeeded', attempts: 1 });
+    });
+
+    it('renews the lease of a run that outlasts it, so no other worker takes the job over', async () => {
+      const job = await enqueueBlocking();
+      const worker = blockingWorker(1_000);
+      worker.start();
+      await started;
+      // Three leases long: without renewal the next claim would take the job back as expired.
+      await new Promise((r) => setTimeout(r, 3_000));
+      const other = await t.engram.jobQueue.claim({
+        workerId: `other-${++n}`,
+        limit: 10,
+        leaseMs: 1_000,
+        kinds: [blockKind],
+      });
+      expect(other.map((j) => j.id)).not.toContain(job.id);
+      expect(await jobOf(org, job.id)).toMatchObject({ state: 'running', attempts: 1 });
+      releaseHandler();
+      await worker.stop(60_000);
       expect(await jobOf(org, job.id)).toMatchObject({ state: 'succeeded', attempts: 1 });
     });
 

@@ -218,7 +218,19 @@ export class JobWorker {
       let failure: { error: unknown } | undefined;
       try {
         if (handler === undefined) throw new Error(`no handler for job kind ${job.kind}`);
-        await handler(job);
+        // A run may outlast its lease (a large repository's index): renew it every third of the lease.
+        const heartbeat = setInterval(
+          () => {
+            queue.extendLease(job, workerId, this.opts.leaseMs).catch((e: unknown) => this.opts.onError?.(e));
+          },
+          Math.max(1, Math.floor(this.opts.leaseMs / 3)),
+        );
+        heartbeat.unref();
+        try {
+          await handler(job);
+        } finally {
+          clearInterval(heartbeat);
+        }
       } catch (error) {
         failure = { error };
       }

@@ -284,7 +284,7 @@ export class PgCodeStore implements CodeStore {
   }
 
   async touchFiles(repoId: string, files: ReadonlyArray<{ id: string; mtimeMs: number | null }>): Promise<void> {
-    for (const batch of chunks(files, INSERT_BATCH * 10)) {
+    for (const batch of chunks(files, UNNEST_BATCH)) {
       await sql`UPDATE code_files f SET mtime_ms = v.mtime_ms
         FROM unnest(${batch.map((x) => x.id)}::uuid[], ${batch.map((x) => x.mtimeMs)}::bigint[]) AS v (id, mtime_ms)
         WHERE f.org_id = ${this.orgId} AND f.repo_id = ${repoId} AND f.id = v.id`.execute(this.tx);
@@ -369,16 +369,15 @@ export class PgCodeStore implements CodeStore {
   }
 
   async resolveImports(repoId: string, targets: readonly ImportTarget[]): Promise<void> {
-    for (const batch of chunks(targets, INSERT_BATCH)) {
-      const values = sql.join(
-        batch.map((t) => sql`(${t.fileId}::uuid, ${t.specifier}::text, ${t.targetFileId}::uuid)`),
-      );
+    for (const batch of chunks(targets, UNNEST_BATCH)) {
+      const v = sql`unnest(${batch.map((t) => t.fileId)}::uuid[], ${batch.map((t) => t.specifier)}::text[],
+        ${batch.map((t) => t.targetFileId)}::uuid[]) AS v (file_id, specifier, target)`;
       await sql`UPDATE code_edges e SET dst_kind = 'file', dst_id = v.target, confidence = ${CONFIDENCE.exact}
-        FROM (VALUES ${values}) AS v (file_id, specifier, target)
+        FROM ${v}
         WHERE e.org_id = ${this.orgId} AND e.repo_id = ${repoId} AND e.file_id = v.file_id AND e.kind = 'IMPORTS'
           AND e.dst_id IS NULL AND e.dst_name = v.specifier`.execute(this.tx);
       await sql`UPDATE code_edges e SET hint_file_id = v.target
-        FROM (VALUES ${values}) AS v (file_id, specifier, target)
+        FROM ${v}
         WHERE e.org_id = ${this.orgId} AND e.repo_id = ${repoId} AND e.file_id = v.file_id AND e.kind <> 'IMPORTS'
           AND e.dst_id IS NULL AND e.dst_module = v.specifier`.execute(this.tx);
     }
@@ -586,11 +585,11 @@ export class PgCodeStore implements CodeStore {
   }
 
   async updateEdgeTargets(repoId: string, updates: readonly EdgeTargetUpdate[]): Promise<void> {
-    for (const batch of chunks(updates, INSERT_BATCH)) {
-      const values = sql.join(batch.map((u) => sql`(${u.edgeId}::bigint, ${u.dstId}::uuid, ${u.confidence}::real)`));
+    for (const batch of chunks(updates, UNNEST_BATCH)) {
       await sql`UPDATE code_edges e SET dst_id = v.dst, dst_kind = CASE WHEN v.dst IS NULL THEN NULL ELSE 'symbol' END,
           confidence = v.confidence
-        FROM (VALUES ${values}) AS v (id, dst, confidence)
+        FROM unnest(${batch.map((u) => u.edgeId)}::bigint[], ${batch.map((u) => u.dstId)}::uuid[],
+          ${batch.map((u) => u.confidence)}::real[]) AS v (id, dst, confidence)
         WHERE e.org_id = ${this.orgId} AND e.repo_id = ${repoId} AND e.id = v.id`.execute(this.tx);
     }
   }

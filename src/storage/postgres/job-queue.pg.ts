@@ -171,6 +171,20 @@ export class PgJobQueue implements JobQueue {
     });
   }
 
+  async extendLease(job: Pick<Job, 'orgId' | 'id'>, workerId: string, leaseMs: number): Promise<boolean> {
+    return this.asSystem(async (tx) => {
+      const r = await tx
+        .updateTable('jobs')
+        .set({ locked_until: sql<Date>`now() + ${leaseMs} * interval '1 millisecond'`, updated_at: sql<Date>`now()` })
+        .where('org_id', '=', job.orgId)
+        .where('id', '=', job.id)
+        .where('state', '=', 'running')
+        .where('locked_by', '=', workerId)
+        .executeTakeFirst();
+      return r.numUpdatedRows > 0n;
+    });
+  }
+
   async complete(job: Pick<Job, 'orgId' | 'id'>, workerId: string): Promise<boolean> {
     return this.asSystem(async (tx) => {
       const r = await tx
