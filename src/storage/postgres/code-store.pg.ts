@@ -319,12 +319,11 @@ export class PgCodeStore implements CodeStore {
         this.tx,
       );
     }
-    const col = <T, V>(rows: readonly T[], f: (r: T) => V): V[] => rows.map(f);
     await sql`INSERT INTO code_files (org_id, repo_id, id, path, language, content_hash, size, mtime_ms, indexed_at)
-      SELECT ${this.orgId}::uuid, ${repoId}::uuid, *, now() FROM unnest(${col(files, (f) => f.id)}::uuid[],
-        ${col(files, (f) => f.path)}::text[], ${col(files, (f) => f.language)}::text[],
-        ${col(files, (f) => f.contentHash)}::text[], ${col(files, (f) => f.size)}::int[],
-        ${col(files, (f) => f.mtimeMs)}::bigint[])
+      SELECT ${this.orgId}::uuid, ${repoId}::uuid, *, now() FROM unnest(${files.map((f) => f.id)}::uuid[],
+        ${files.map((f) => f.path)}::text[], ${files.map((f) => f.language)}::text[],
+        ${files.map((f) => f.contentHash)}::text[], ${files.map((f) => f.size)}::int[],
+        ${files.map((f) => f.mtimeMs)}::bigint[])
       ON CONFLICT (org_id, id) DO UPDATE SET language = excluded.language, content_hash = excluded.content_hash,
         size = excluded.size, mtime_ms = excluded.mtime_ms, indexed_at = excluded.indexed_at`.execute(this.tx);
     const symbols = files.flatMap((f) => f.symbols.map((s) => ({ f, s })));
@@ -332,16 +331,16 @@ export class PgCodeStore implements CodeStore {
       await sql`INSERT INTO code_symbols (org_id, repo_id, file_id, id, parent_id, scip_symbol, descriptor, kind,
           name, qualified_name, start_line, start_col, end_line, end_col, name_line, name_col, signature, doc,
           language, exported)
-        SELECT ${this.orgId}::uuid, ${repoId}::uuid, * FROM unnest(${col(b, (x) => x.f.id)}::uuid[],
-          ${col(b, (x) => x.s.id)}::uuid[], ${col(b, (x) => x.s.parentId)}::uuid[],
-          ${col(b, (x) => x.s.scipSymbol)}::text[], ${col(b, (x) => x.s.descriptor)}::text[],
-          ${col(b, (x) => x.s.kind)}::text[], ${col(b, (x) => x.s.name)}::text[],
-          ${col(b, (x) => x.s.qualifiedName)}::text[], ${col(b, (x) => x.s.span.startLine)}::int[],
-          ${col(b, (x) => x.s.span.startColumn)}::int[], ${col(b, (x) => x.s.span.endLine)}::int[],
-          ${col(b, (x) => x.s.span.endColumn)}::int[], ${col(b, (x) => x.s.nameSpan.startLine)}::int[],
-          ${col(b, (x) => x.s.nameSpan.startColumn)}::int[], ${col(b, (x) => x.s.signature)}::text[],
-          ${col(b, (x) => x.s.doc)}::text[], ${col(b, (x) => x.f.language)}::text[],
-          ${col(b, (x) => x.s.exported)}::boolean[])`.execute(this.tx);
+        SELECT ${this.orgId}::uuid, ${repoId}::uuid, * FROM unnest(${b.map((x) => x.f.id)}::uuid[],
+          ${b.map((x) => x.s.id)}::uuid[], ${b.map((x) => x.s.parentId)}::uuid[],
+          ${b.map((x) => x.s.scipSymbol)}::text[], ${b.map((x) => x.s.descriptor)}::text[],
+          ${b.map((x) => x.s.kind)}::text[], ${b.map((x) => x.s.name)}::text[],
+          ${b.map((x) => x.s.qualifiedName)}::text[], ${b.map((x) => x.s.span.startLine)}::int[],
+          ${b.map((x) => x.s.span.startColumn)}::int[], ${b.map((x) => x.s.span.endLine)}::int[],
+          ${b.map((x) => x.s.span.endColumn)}::int[], ${b.map((x) => x.s.nameSpan.startLine)}::int[],
+          ${b.map((x) => x.s.nameSpan.startColumn)}::int[], ${b.map((x) => x.s.signature)}::text[],
+          ${b.map((x) => x.s.doc)}::text[], ${b.map((x) => x.f.language)}::text[],
+          ${b.map((x) => x.s.exported)}::boolean[])`.execute(this.tx);
     }
     const edges = files.flatMap((f) => f.edges.map((edge) => ({ fileId: f.id, edge })));
     await this.insertEdges(repoId, edges);
