@@ -20,7 +20,7 @@ import { cruise, type ICruiseResult } from 'dependency-cruiser';
 import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { startBackend, DEFAULT_DATABASE_URL, type Backend, type BackendName } from './lib/backend.ts';
+import { api, startBackend, DEFAULT_DATABASE_URL, type Backend, type BackendName } from './lib/backend.ts';
 import { DEFAULT_RESULTS_DIR, fmt, log, positiveInt, runBench, writeResult } from './lib/cli.ts';
 import { round, roundSummary, summarize, table } from './lib/stats.ts';
 
@@ -83,19 +83,6 @@ interface Traversal {
   total: number;
   truncated: boolean;
   byDepth: Array<{ depth: number; items: Array<{ node: { path: string | null } }> }>;
-}
-
-async function api<T>(b: Backend, method: string, url: string, body?: object): Promise<T> {
-  const res = await fetch(new URL(url, b.url), {
-    method,
-    headers: {
-      authorization: `Bearer ${b.apiKey}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  if (!res.ok) throw new Error(`${method} ${url}: ${res.status} ${await res.text()}`);
-  return (await res.json()) as T;
 }
 
 /** dependency-cruiser's module graph of `dir` (relative to `repo`), reversed: file → files that import it. */

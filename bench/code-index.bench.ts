@@ -23,7 +23,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { startBackend, DEFAULT_DATABASE_URL, BACKENDS, type Backend, type BackendName } from './lib/backend.ts';
+import { api, startBackend, DEFAULT_DATABASE_URL, BACKENDS, type Backend, type BackendName } from './lib/backend.ts';
 import { DEFAULT_RESULTS_DIR, fmt, forEachBackend, list, log, runBench, writeResult } from './lib/cli.ts';
 import { round, table } from './lib/stats.ts';
 
@@ -79,19 +79,6 @@ interface RepoJson {
     phaseMs: Record<string, number>;
   };
   counts?: { files: number; symbols: number; edges: number; unresolvedEdges: number };
-}
-
-async function api<T>(b: Backend, method: string, url: string, body?: object): Promise<T> {
-  const res = await fetch(new URL(url, b.url), {
-    method,
-    headers: {
-      authorization: `Bearer ${b.apiKey}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  if (!res.ok) throw new Error(`${method} ${url}: ${res.status} ${await res.text()}`);
-  return (await res.json()) as T;
 }
 
 const git = (cwd: string, ...args: string[]) =>

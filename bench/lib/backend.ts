@@ -175,3 +175,17 @@ export const configSummary = (b: Backend): Record<string, unknown> => redactedSu
 function warn(what: string, e: unknown): void {
   process.stderr.write(`[bench] ${what}: ${e instanceof Error ? e.message : String(e)}\n`);
 }
+
+/** One authenticated JSON request to a backend's API; throws with the status and body unless 2xx. */
+export async function api<T>(b: Backend, method: string, url: string, body?: object): Promise<T> {
+  const res = await fetch(new URL(url, b.url), {
+    method,
+    headers: {
+      authorization: `Bearer ${b.apiKey}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  if (!res.ok) throw new Error(`${method} ${url}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as T;
+}
