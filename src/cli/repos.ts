@@ -39,7 +39,7 @@ function summary(r: RepoDetail): string {
 async function fetchRepo(t: Target, id: string): Promise<RepoDetail> {
   if (t.kind === 'http') return t.call<RepoDetail>('GET', `/v1/repos/${encodeURIComponent(id)}`);
   const { repo, counts } = await t.engram.repos.get(t.ctx, id);
-  return { ...presentRepo(repo), counts };
+  return { ...presentRepo(repo), ...(counts === undefined ? {} : { counts }) };
 }
 
 /**

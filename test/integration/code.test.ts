@@ -8,6 +8,7 @@ import { LocalRepoWorkspace } from '../../src/code/local-workspace.ts';
 import { isAppError } from '../../src/errors.ts';
 import { openDatabase } from '../../src/storage/postgres/database.ts';
 import { Migrator } from '../../src/storage/postgres/migrator.ts';
+import { PgTenantDb } from '../../src/storage/postgres/tenant-db.pg.ts';
 import { git, makeRepo, writeFiles } from '../helpers/code-fixtures.ts';
 import {
   backend,
@@ -216,6 +217,22 @@ describe(`code intelligence (${backend})`, () => {
       expect(repo.counts?.symbols).toBeGreaterThanOrEqual(9);
       const list = await call(a, 'GET', '/v1/repos');
       expect(list.json<{ items: RepoJson[] }>().items.map((r) => [r.id, r.status])).toEqual([[libId, 'indexed']]);
+    });
+
+    it('leaves the counts out while a run is indexing, and only then', async () => {
+      const tenant = new PgTenantDb(t.engram.database.db, { hasBm25: () => false, canActAsSystem: false });
+      const setStatus = (status: 'indexing' | 'indexed') =>
+        tenant.withTenant(a.orgId, ({ code }) => code.updateRepo(libId, { status }));
+      await setStatus('indexing');
+      try {
+        const during = await getRepo(a, libId);
+        expect(during.status).toBe('indexing');
+        expect(during).not.toHaveProperty('counts');
+        expect(during.progress.filesTotal).toBe(5);
+      } finally {
+        await setStatus('indexed');
+      }
+      expect((await getRepo(a, libId)).counts?.files).toBe(5);
     });
 
     it('skips .gitignored, vendored and oversized files', async () => {

@@ -72,10 +72,17 @@ export class RepoService {
     return this.deps.tenantDb.withTenant(ctx.orgId, ({ code }) => code.findRepos());
   }
 
-  async get(ctx: RequestContext, id: string): Promise<{ repo: Repo; counts: RepoCounts }> {
+  /**
+   * The repo, with how much of it is indexed — except while a run is in
+   * progress: its tables are then half rewritten, and counting them on every
+   * poll of a progress bar would slow the run down (`progress` says how far
+   * it is).
+   */
+  async get(ctx: RequestContext, id: string): Promise<{ repo: Repo; counts: RepoCounts | undefined }> {
     const r = await this.deps.tenantDb.withTenant(ctx.orgId, async ({ code }) => {
       const repo = await code.findRepo(id);
-      return repo === undefined ? undefined : { repo, counts: await code.countRepo(id) };
+      if (repo === undefined) return undefined;
+      return { repo, counts: repo.status === 'indexing' ? undefined : await code.countRepo(id) };
     });
     if (r === undefined) throw errors.notFound('repo', id);
     return r;

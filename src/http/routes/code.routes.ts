@@ -188,12 +188,17 @@ export const codeRoutes =
           tags: repoTags,
           summary: 'One repository: status, progress and how much of it is indexed',
           params: idParams,
-          response: { 200: repoSchema.extend({ counts: countsSchema }), ...errorsFor(401, 403, 404) },
+          response: {
+            200: repoSchema.extend({
+              counts: countsSchema.optional().describe('Absent while a run is indexing (see progress)'),
+            }),
+            ...errorsFor(401, 403, 404),
+          },
         },
       },
       async (req) => {
         const { repo, counts } = await deps.repos.get(contextOf(req), req.params.id);
-        return { ...presentRepo(repo), counts: presentCounts(counts) };
+        return { ...presentRepo(repo), ...(counts === undefined ? {} : { counts: presentCounts(counts) }) };
       },
     );
 
