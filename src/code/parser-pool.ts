@@ -72,7 +72,9 @@ export function createParserPool(size: number): ParserPool {
   let threads: ParseThread[] | undefined;
   const start = (): ParseThread[] => (threads ??= Array.from({ length: Math.max(1, size) }, () => new ParseThread()));
   return {
-    capacity: Math.max(1, size) * 2,
+    warm() {
+      start();
+    },
     async parse(language, source) {
       const pool = start();
       const thread = pool.reduce((a, b) => (b.load < a.load ? b : a));

@@ -90,11 +90,11 @@ export interface CodeParser {
 
 /**
  * The same parse on other threads: calls are spread over the pool and
- * answered in any order. Threads start on first use.
+ * answered in any order. Threads start on first use, or on `warm()`.
  */
 export interface ParserPool {
-  /** How many files may usefully be in flight at once. */
-  readonly capacity: number;
+  /** Starts the threads (and loads their grammars) without waiting, so that a run's first files do not wait. */
+  warm(): void;
   parse(language: CodeLanguage, source: string): Promise<ParsedFile>;
   close(): Promise<void>;
 }

@@ -37,6 +37,7 @@ interface RepoJson {
     unchanged: number;
     removed: number;
     skippedTooLarge: number;
+    skippedBinary: number;
   };
   counts?: { files: number; symbols: number; edges: number };
 }
@@ -368,6 +369,52 @@ describe(`code intelligence (${backend})`, () => {
       repo = await reindex(a, libId);
       expect(repo.progress.parsed).toBe(1);
       expect(await storedMtime()).toBe(Math.trunc(statSync(file).mtimeMs));
+    });
+  });
+
+  describe('imports resolved as files are built', () => {
+    /** Paths of the files `file` depends on at depth 1, in repo `id`. */
+    const importsOf = async (id: string, file: string): Promise<string[]> => {
+      const res = await call(a, 'GET', `/v1/code/dependencies?file=${file}&repo=${id}&depth=1`);
+      expect(res.statusCode, res.body).toBe(200);
+      const body = res.json<{ byDepth: Array<{ items: Array<{ node: { qualifiedName: string } }> }> }>();
+      return (body.byDepth[0]?.items ?? []).map((h) => h.node.qualifiedName).sort();
+    };
+
+    it('links imports within a run, unlinks those into a file dropped as binary, and relinks after a rewrite', async () => {
+      const dir = path.join(roots, 'imports');
+      makeRepo(dir, {
+        'src/a.ts': "import { bee } from './b';\nexport const a = () => bee();\n",
+        'src/b.ts': 'export function bee(): number {\n  return 1;\n}\n',
+        // A NUL byte: dropped as binary after it was walked, while c.ts's import had already resolved to it.
+        'src/bin.ts': 'export const x = 1;\u0000\n',
+        'src/c.ts': "import { x } from './bin';\nexport const c = () => x;\n",
+      });
+      const res = await call(a, 'POST', '/v1/repos', { path: dir, name: 'imports' });
+      expect(res.statusCode).toBe(202);
+      const id = res.json<RepoJson>().id;
+      await t.engram.worker.drain();
+      const repo = await getRepo(a, id);
+      expect([repo.status, repo.progress.parsed, repo.progress.skippedBinary]).toEqual(['indexed', 3, 1]);
+      expect(await importsOf(id, 'src/a.ts')).toEqual(['src/b.ts']);
+      expect(await importsOf(id, 'src/c.ts')).toEqual([]);
+      expect(await danglingEdges(a)).toBe(0);
+      expect((await references(a, 'bee')).items.map((r) => [r.path, r.confidence])).toEqual([['src/a.ts', 0.95]]);
+
+      // b.ts rewritten and a new importer of it in the same run: both importers point at it.
+      writeFiles(dir, {
+        'src/b.ts': 'export function bee(): number {\n  return 2;\n}\n',
+        'src/d.ts': "import { bee } from './b';\nexport const d = () => bee();\n",
+      });
+      git(dir, 'add', '-A');
+      git(dir, 'commit', '-qm', 'rewrite b, add d');
+      const again = await reindex(a, id);
+      expect([again.progress.parsed, again.progress.unchanged]).toEqual([2, 2]);
+      expect(await importsOf(id, 'src/a.ts')).toEqual(['src/b.ts']);
+      expect(await importsOf(id, 'src/d.ts')).toEqual(['src/b.ts']);
+      expect((await references(a, 'bee')).items.map((r) => r.path).sort()).toEqual(['src/a.ts', 'src/d.ts']);
+      expect(await danglingEdges(a)).toBe(0);
+      expect((await call(a, 'DELETE', `/v1/repos/${id}`)).statusCode).toBe(204);
     });
   });
 

@@ -43,8 +43,11 @@ const DELETE_BATCH = 500;
  * row per repository and loops — 150 s instead of 80 ms for 2,300 files.
  */
 const ANALYZE_AFTER_FILES = 50;
-/** Files read and parsed ahead of the one being written into a batch. */
-const PREPARE_WINDOW = 16;
+/**
+ * Files read and parsed ahead of the one being added to a batch: two
+ * batches, so that the parser threads keep working while a batch is written.
+ */
+const PREPARE_WINDOW = 2 * WRITE_BATCH;
 /** A file modified less than this before it was read is hashed again next run, whatever its mtime says. */
 const RACY_MS = 2_000;
 
@@ -142,15 +145,18 @@ interface ImportBinding {
 /**
  * Turns one parsed file into rows: its symbols with SCIP ids (each row holds
  * its file and parent: the DEFINES and CONTAINS edges of the model), IMPORTS
- * (left unresolved: the run resolves them against the files that made it into
- * the index) and one edge per reference — resolved to the same file when the
- * name is defined there (0.9), else left for the repository-wide pass with
- * the import it came through, if any.
+ * and one edge per reference — resolved to the same file when the name is
+ * defined there (0.9), else left for the repository-wide pass with the import
+ * it came through, if any. `importTarget` gives the id of the file a module
+ * specifier resolves to: an IMPORTS edge then points at it (1.0), and the
+ * names imported through it are looked up there first (`hintFileId`); without
+ * an answer, the import is left for the run's resolution pass.
  */
 export function buildIndexedFile(
   file: Omit<IndexedFile, 'symbols' | 'edges'>,
   parsed: ParsedFile,
   pkg: PackageIdentity,
+  importTarget: (specifier: string) => string | undefined = () => undefined,
 ): IndexedFile {
   const ids = parsed.symbols.map(() => uuidv7());
   const base = fileDescriptors(file.path);
@@ -194,18 +200,19 @@ export function buildIndexedFile(
 
   const names = new Map<string, ImportBinding>();
   const namespaces = new Map<string, string>();
-  const modules = new Set<string>();
+  const targets = new Map<string, string | undefined>();
   for (const imp of parsed.imports) {
-    if (!modules.has(imp.module)) {
-      modules.add(imp.module);
+    if (!targets.has(imp.module)) {
+      const target = importTarget(imp.module);
+      targets.set(imp.module, target);
       edges.push({
         kind: 'IMPORTS',
         src: fileNode,
-        dst: undefined,
+        dst: target === undefined ? undefined : { kind: 'file', id: target },
         dstName: imp.module,
         dstModule: imp.module,
         hintFileId: undefined,
-        confidence: CONFIDENCE.unresolved,
+        confidence: target === undefined ? CONFIDENCE.unresolved : CONFIDENCE.exact,
         span: imp.span,
       });
     }
@@ -252,9 +259,14 @@ export function buildIndexedFile(
     const ns = r.qualifier === undefined ? undefined : namespaces.get(r.qualifier);
     const imported = r.qualifier === undefined ? names.get(r.name) : undefined;
     if (ns !== undefined) {
-      edges.push({ ...edge, dstName: r.name, dstModule: ns });
+      edges.push({ ...edge, dstName: r.name, dstModule: ns, hintFileId: targets.get(ns) });
     } else if (imported !== undefined) {
-      edges.push({ ...edge, dstName: imported.name, dstModule: imported.module });
+      edges.push({
+        ...edge,
+        dstName: imported.name,
+        dstModule: imported.module,
+        hintFileId: targets.get(imported.module),
+      });
     } else {
       const viaSelf = r.qualifier !== undefined && SELF.has(r.qualifier);
       const local = r.qualifier === undefined || viaSelf ? sameFile(r.name, r.enclosing, viaSelf) : undefined;
@@ -324,6 +336,8 @@ export class CodeIndexer {
   private async index(orgId: string, repo: Repo): Promise<IndexProgress> {
     const { parser, workspace } = this.deps;
     const tenant = this.deps.tenantDb;
+    // The parser threads start (about 0.5 s) while the checkout and the walk run.
+    this.deps.parserPool?.warm();
     let progress: IndexProgress = { ...EMPTY_PROGRESS, phase: 'checkout' };
     let phaseStart = performance.now();
     /** Closes the current phase's clock; a new phase starts one. */
@@ -353,6 +367,17 @@ export class CodeIndexer {
 
     const walked = new Set(files.map((f) => f.path));
     const removed = stored.filter((s) => !walked.has(s.path)).map((s) => s.id);
+    // Every walked file has its id before any is parsed, so that imports resolve as files are built.
+    const fileIds = new Map(files.map((f) => [f.path, storedByPath.get(f.path)?.id ?? uuidv7()]));
+    const resolver = this.deps.analysis?.moduleResolver(checkout.root);
+    /** The path a specifier resolves to: tsconfig paths, package exports and workspaces first, then the built-in rules. */
+    const targetOf = (language: CodeLanguage, fromPath: string, specifier: string, has: (p: string) => boolean) => {
+      const viaResolver = resolver !== undefined && isJs(language) ? resolver.resolve(fromPath, specifier) : undefined;
+      return viaResolver !== undefined && has(viaResolver)
+        ? viaResolver
+        : resolveModule(language, fromPath, specifier, has);
+    };
+    const isWalked = (p: string) => walked.has(p);
     for (let i = 0; i < removed.length; i += DELETE_BATCH) {
       const ids = removed.slice(i, i + DELETE_BATCH);
       await tenant.withTenant(orgId, ({ code }) => code.deleteFiles(repo.id, ids));
@@ -399,21 +424,38 @@ export class CodeIndexer {
     const launch = () => {
       const f = files[next++];
       if (f !== undefined) {
-        ahead.push(this.prepare(f, storedByPath.get(f.path), rewriteAll, pkg, decoder).catch(() => undefined));
+        const importTarget = (specifier: string) => {
+          const target = targetOf(f.language, f.path, specifier, isWalked);
+          return target === undefined ? undefined : fileIds.get(target);
+        };
+        ahead.push(
+          this.prepare(
+            f,
+            fileIds.get(f.path) as string,
+            storedByPath.get(f.path),
+            rewriteAll,
+            pkg,
+            decoder,
+            importTarget,
+          ).catch(() => undefined),
+        );
       }
     };
     while (next < files.length && ahead.length < PREPARE_WINDOW) launch();
+    // Walked files that did not make it into the index (unreadable, unparsable, binary). They keep no
+    // stale rows, and edges built this run that point at them are unlinked, once everything is written.
+    const dropped: string[] = [];
     for (const f of files) {
       const before = storedByPath.get(f.path);
       const counted = await ahead.shift();
       launch();
       if (counted === undefined) {
+        // Retried next run.
         progress = { ...progress, failed: progress.failed + 1 };
-        // A file that cannot be read or parsed keeps no stale rows: it is retried next run.
-        if (before !== undefined) await tenant.withTenant(orgId, ({ code }) => code.deleteFiles(repo.id, [before.id]));
+        dropped.push(fileIds.get(f.path) as string);
       } else if (counted === 'binary') {
         progress = { ...progress, skippedBinary: progress.skippedBinary + 1 };
-        if (before !== undefined) await tenant.withTenant(orgId, ({ code }) => code.deleteFiles(repo.id, [before.id]));
+        dropped.push(fileIds.get(f.path) as string);
       } else if ('unchanged' in counted) {
         progress = { ...progress, unchanged: progress.unchanged + 1 };
         present.set(f.path, (before as StoredFile).id);
@@ -431,6 +473,10 @@ export class CodeIndexer {
     await flush();
     await writing;
     if (writeFailure !== undefined) throw writeFailure.error;
+    for (let i = 0; i < dropped.length; i += DELETE_BATCH) {
+      const ids = dropped.slice(i, i + DELETE_BATCH);
+      await tenant.withTenant(orgId, ({ code }) => code.deleteFiles(repo.id, ids));
+    }
     if (touched.length > 0) await tenant.withTenant(orgId, ({ code }) => code.touchFiles(repo.id, touched));
 
     const changed = progress.parsed > 0 || removed.length > 0 || progress.failed > 0;
@@ -438,17 +484,12 @@ export class CodeIndexer {
     if (changed) {
       await report({ phase: 'resolving' });
       if (progress.parsed + removed.length >= ANALYZE_AFTER_FILES) await this.deps.statistics?.analyzeCodeGraph();
-      const resolver = this.deps.analysis?.moduleResolver(checkout.root);
       await tenant.withTenant(orgId, async ({ code }) => {
         const targets: ImportTarget[] = [];
         for (const u of await code.findUnresolvedImports(repo.id)) {
-          // tsconfig paths, package exports and workspaces first; the built-in rules when it finds nothing.
-          const viaResolver =
-            resolver !== undefined && isJs(u.language) ? resolver.resolve(u.fromPath, u.specifier) : undefined;
-          const target =
-            viaResolver !== undefined && has(viaResolver)
-              ? viaResolver
-              : resolveModule(u.language, u.fromPath, u.specifier, has);
+          // What is left: imports of unchanged files (a file they name may be new), imports unlinked
+          // from a file rewritten or dropped by this run, and external modules.
+          const target = targetOf(u.language, u.fromPath, u.specifier, has);
           const targetFileId = target === undefined ? undefined : present.get(target);
           if (targetFileId !== undefined) targets.push({ fileId: u.fileId, specifier: u.specifier, targetFileId });
         }
@@ -512,10 +553,12 @@ export class CodeIndexer {
    */
   private async prepare(
     f: WalkedFile & { language: CodeLanguage },
+    id: string,
     before: StoredFile | undefined,
     rewriteAll: boolean,
     pkg: PackageIdentity,
     decoder: { decode(bytes: Uint8Array): string },
+    importTarget: (specifier: string) => string | undefined,
   ): Promise<IndexedFile | { unchanged: true; touch: number | null | undefined } | 'binary'> {
     if (!rewriteAll && before !== undefined && before.mtimeMs === f.mtimeMs && before.size === f.size) {
       return { unchanged: true, touch: undefined };
@@ -535,7 +578,7 @@ export class CodeIndexer {
       pool === undefined ? this.deps.parser.parse(f.language, source) : await pool.parse(f.language, source);
     return buildIndexedFile(
       {
-        id: before?.id ?? uuidv7(),
+        id,
         path: f.path,
         language: f.language,
         contentHash,
@@ -545,6 +588,7 @@ export class CodeIndexer {
       },
       parsed,
       pkg,
+      importTarget,
     );
   }
 }
