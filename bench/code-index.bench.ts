@@ -4,22 +4,25 @@
  * REST API of an in-process server (the job runs in its worker, as in
  * production).
  *
- *   npm run bench:code-index -- [--source node_modules/@opentelemetry] [--backends pglite,postgres] [--precise] [--out bench/results]
+ *   npm run bench:code-index -- [--source node_modules/@opentelemetry] [--backends pglite,postgres] [--runs 3] [--precise] [--out bench/results]
  *
  * The source directory is copied into a temporary git repository (one commit)
  * and registered as a path repository. A run is timed from the request to
- * the moment the repo reads `indexed` (polled every 20 ms); the per-phase
- * split comes from the run's own `progress.phaseMs`. Peak RSS is this
+ * the moment the repo reads `indexed` (polled every 50 ms: each poll is an
+ * authenticated request the server serves meanwhile); the per-phase split comes from the run's own `progress.phaseMs`. Peak RSS is this
  * process's (the server and, for PGlite, the database run in it; PostgreSQL's
- * own processes are not counted). The code-search chunking job that follows
- * each run is timed separately.
+ * own processes are not counted, but their CPU time is, when they run on
+ * this machine). The code-search chunking job that follows each run is timed
+ * separately. The full index runs `--runs` times (the repository removed and
+ * registered again in between) and the median run is reported: on a shared
+ * 2-core machine one run can be 20 % off.
  *
  * The issue's targets: ≥ 500 files/s for a full index (the tree-sitter pass,
  * i.e. without the compiler's precise pass) on 2 cores; ≤ 1 s for the
  * re-index after a one-file change.
  */
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -31,9 +34,12 @@ const HELP = `Usage: npm run bench:code-index -- [options]
 
   --source <dir>       directory copied into the benchmark repository (default node_modules/@opentelemetry)
   --backends <list>    pglite, postgres (default both)
+  --runs <n>           full index runs per backend, the repository removed between them; the median is reported (default 3)
   --precise            also run the TypeScript compiler's precise pass (off by default: the target is the tree-sitter pass)
   --out <dir>          where to write the JSON (default bench/results)
   --help
+
+CODE_PARSE_THREADS in the environment is passed on to the server (default: one per core but one).
 `;
 
 interface Options {
@@ -41,6 +47,7 @@ interface Options {
   readonly source: string;
   readonly backends: BackendName[];
   readonly precise: boolean;
+  readonly runs: number;
   readonly out: string;
 }
 
@@ -52,9 +59,12 @@ function parse(argv: string[]): Options {
       source: { type: 'string' },
       backends: { type: 'string' },
       precise: { type: 'boolean', default: false },
+      runs: { type: 'string' },
       out: { type: 'string' },
     },
   });
+  const runs = Number(values.runs ?? 3);
+  if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs must be a positive integer');
   const backends = list(values.backends, BACKENDS.join(','));
   for (const b of backends) if (!(BACKENDS as readonly string[]).includes(b)) throw new Error(`unknown backend ${b}`);
   return {
@@ -62,6 +72,7 @@ function parse(argv: string[]): Options {
     source: path.resolve(values.source ?? 'node_modules/@opentelemetry'),
     backends: backends as BackendName[],
     precise: values.precise,
+    runs,
     out: values.out ?? DEFAULT_RESULTS_DIR,
   };
 }
@@ -87,6 +98,8 @@ const git = (cwd: string, ...args: string[]) =>
     stdio: ['ignore', 'ignore', 'pipe'],
   });
 
+const POLL_MS = 50;
+
 /** Polls until the repo has finished the run queued as `jobId`; returns the wall time since `t0`. */
 async function waitIndexed(b: Backend, repoId: string, t0: number): Promise<{ ms: number; repo: RepoJson }> {
   let polls = 0;
@@ -94,8 +107,8 @@ async function waitIndexed(b: Backend, repoId: string, t0: number): Promise<{ ms
     const r = await api<RepoJson>(b, 'GET', `/v1/repos/${repoId}`);
     if (r.status === 'failed') throw new Error(`indexing failed: ${r.lastError ?? ''}`);
     if (r.status === 'indexed') return { ms: performance.now() - t0, repo: r };
-    if (++polls % 250 === 0) log(`… ${r.progress.phase} ${r.progress.filesDone}/${r.progress.filesTotal}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    if (++polls % 100 === 0) log(`… ${r.progress.phase} ${r.progress.filesDone}/${r.progress.filesTotal}`);
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   }
 }
 
@@ -115,7 +128,16 @@ interface RunResult {
   files: number;
   symbols: number;
   edges: number;
-  full: { ms: number; filesPerSec: number; phaseMs: Record<string, number>; chunksMs: number };
+  full: {
+    /** The median run's. */
+    ms: number;
+    filesPerSec: number;
+    runsMs: number[];
+    phaseMs: Record<string, number>;
+    chunksMs: number;
+    /** CPU seconds of the median run: this process (all threads), and PostgreSQL's processes when local. */
+    cpu: { engramS: number; postgresS: number | null };
+  };
   incremental: { ms: number; parsed: number; unchanged: number; phaseMs: Record<string, number> };
   unchanged: { ms: number; parsed: number };
   peakRssMb: number;
@@ -124,8 +146,62 @@ interface RunResult {
 
 const rssMb = () => process.resourceUsage().maxRSS / 1024;
 
+/**
+ * CPU time (ms) of this machine's PostgreSQL processes, from /proc; null when
+ * they cannot be seen (another host, another OS). Clock ticks are 1/100 s on Linux.
+ */
+function postgresCpuMs(): number | null {
+  if (!existsSync('/proc/self/stat')) return null;
+  let ticks = 0;
+  let seen = false;
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    } catch {
+      continue; // ended meanwhile
+    }
+    const close = stat.lastIndexOf(')');
+    if (!stat.slice(stat.indexOf('(') + 1, close).startsWith('postgres')) continue;
+    const fields = stat.slice(close + 2).split(' ');
+    ticks += Number(fields[11]) + Number(fields[12]);
+    seen = true;
+  }
+  return seen ? ticks * 10 : null;
+}
+
 let current: Backend | undefined;
 let root: string | undefined;
+
+interface FullRun {
+  id: string;
+  ms: number;
+  repo: RepoJson;
+  chunksMs: number;
+  cpu: { engramS: number; postgresS: number | null };
+}
+
+async function fullRun(backend: Backend, repoDir: string): Promise<FullRun> {
+  const cpu0 = process.cpuUsage();
+  const pg0 = backend.name === 'postgres' ? postgresCpuMs() : null;
+  const t0 = performance.now();
+  const { id } = await api<{ id: string }>(backend, 'POST', '/v1/repos', { path: repoDir, name: 'bench' });
+  const { ms, repo } = await waitIndexed(backend, id, t0);
+  const cpu = process.cpuUsage(cpu0);
+  const pg1 = pg0 === null ? null : postgresCpuMs();
+  const chunksMs = (await waitJobsIdle(backend, t0)) - ms;
+  return {
+    id,
+    ms,
+    repo,
+    chunksMs,
+    cpu: {
+      engramS: round((cpu.user + cpu.system) / 1e6, 2),
+      postgresS: pg0 === null || pg1 === null ? null : round((pg1 - pg0) / 1000, 2),
+    },
+  };
+}
 
 async function runOne(name: BackendName, repoDir: string, opts: Options): Promise<RunResult> {
   const backend = await startBackend(name, {
@@ -134,18 +210,29 @@ async function runOne(name: BackendName, repoDir: string, opts: Options): Promis
     env: {
       CODE_ALLOWED_ROOTS: path.dirname(repoDir),
       CODE_PRECISE: String(opts.precise),
+      ...(process.env.CODE_PARSE_THREADS === undefined ? {} : { CODE_PARSE_THREADS: process.env.CODE_PARSE_THREADS }),
       LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
     },
   });
   current = backend;
   try {
-    log(`${name}: full index of ${repoDir}`);
-    const t0 = performance.now();
-    const { id } = await api<{ id: string }>(backend, 'POST', '/v1/repos', { path: repoDir, name: 'bench' });
-    const full = await waitIndexed(backend, id, t0);
-    const chunksMs = (await waitJobsIdle(backend, t0)) - full.ms;
+    const runs: FullRun[] = [];
+    for (let i = 0; i < opts.runs; i++) {
+      if (i > 0) await api(backend, 'DELETE', `/v1/repos/${runs[i - 1]!.id}`);
+      log(`${name}: full index ${i + 1}/${opts.runs} of ${repoDir}`);
+      const run = await fullRun(backend, repoDir);
+      runs.push(run);
+      const files = run.repo.counts?.files ?? 0;
+      log(
+        `${name}: ${files} files in ${fmt(run.ms / 1000, 2)} s (${fmt(files / (run.ms / 1000), 0)} files/s), ` +
+          `CPU s: engram ${run.cpu.engramS}${run.cpu.postgresS === null ? '' : `, postgres ${run.cpu.postgresS}`}; ` +
+          `ms by phase: ${phases(run.repo.progress.phaseMs)}`,
+      );
+    }
+    const full = [...runs].sort((a, b) => a.ms - b.ms)[Math.floor((runs.length - 1) / 2)]!;
+    const last = runs.at(-1)!;
+    const id = last.id;
     const files = full.repo.counts?.files ?? 0;
-    log(`${name}: ${files} files in ${fmt(full.ms / 1000, 2)} s (${fmt(files / (full.ms / 1000), 0)} files/s)`);
 
     // One file changes: a function is appended to a mid-sized JavaScript file, and committed.
     const changed = execFileSync('git', ['ls-files', '*.js'], { cwd: repoDir, encoding: 'utf8' })
@@ -154,7 +241,8 @@ async function runOne(name: BackendName, repoDir: string, opts: Options): Promis
       .sort()[0];
     if (changed === undefined) throw new Error('the repository has no .js file to change');
     const abs = path.join(repoDir, changed);
-    writeFileSync(abs, `${readFileSync(abs, 'utf8')}\nexport function engramBenchChanged() { return 1; }\n`);
+    const original = readFileSync(abs, 'utf8');
+    writeFileSync(abs, `${original}\nexport function engramBenchChanged() { return 1; }\n`);
     git(repoDir, 'commit', '-qam', 'one-file change');
     const t1 = performance.now();
     await api(backend, 'POST', `/v1/repos/${id}/index`);
@@ -167,6 +255,9 @@ async function runOne(name: BackendName, repoDir: string, opts: Options): Promis
     const same = await waitIndexed(backend, id, t2);
     await waitJobsIdle(backend, t2);
     log(`${name}: unchanged re-index in ${fmt(same.ms)} ms`);
+    // The next backend starts from the same corpus.
+    writeFileSync(abs, original);
+    git(repoDir, 'commit', '-qam', 'one-file change undone');
     return {
       backend: name,
       files,
@@ -175,8 +266,10 @@ async function runOne(name: BackendName, repoDir: string, opts: Options): Promis
       full: {
         ms: round(full.ms, 0),
         filesPerSec: round(files / (full.ms / 1000), 0),
+        runsMs: runs.map((r) => round(r.ms, 0)),
         phaseMs: full.repo.progress.phaseMs,
-        chunksMs: round(chunksMs, 0),
+        chunksMs: round(full.chunksMs, 0),
+        cpu: full.cpu,
       },
       incremental: {
         ms: round(inc.ms, 0),
@@ -222,7 +315,7 @@ runBench({
           files: 0,
           symbols: 0,
           edges: 0,
-          full: { ms: 0, filesPerSec: 0, phaseMs: {}, chunksMs: 0 },
+          full: { ms: 0, filesPerSec: 0, runsMs: [], phaseMs: {}, chunksMs: 0, cpu: { engramS: 0, postgresS: null } },
           incremental: { ms: 0, parsed: 0, unchanged: 0, phaseMs: {} },
           unchanged: { ms: 0, parsed: 0 },
           peakRssMb: 0,
@@ -241,6 +334,7 @@ runBench({
             'edges',
             'full s',
             'files/s',
+            'CPU s',
             'one-file ms',
             'unchanged ms',
             'chunks s',
@@ -253,6 +347,9 @@ runBench({
             String(r.edges),
             fmt(r.full.ms / 1000, 2),
             String(r.full.filesPerSec),
+            r.full.cpu.postgresS === null
+              ? fmt(r.full.cpu.engramS, 1)
+              : `${fmt(r.full.cpu.engramS, 1)} + ${fmt(r.full.cpu.postgresS, 1)}`,
             String(r.incremental.ms),
             String(r.unchanged.ms),
             fmt(r.full.chunksMs / 1000, 1),
@@ -263,7 +360,10 @@ runBench({
       for (const r of results) {
         if (r.error !== undefined) process.stdout.write(`${r.backend}: failed: ${r.error}\n`);
         else {
-          process.stdout.write(`${r.backend} full run, ms by phase: ${phases(r.full.phaseMs)}\n`);
+          process.stdout.write(
+            `${r.backend} full runs, s: ${r.full.runsMs.map((ms) => fmt(ms / 1000, 2)).join(', ')} (median above)\n`,
+          );
+          process.stdout.write(`${r.backend} median full run, ms by phase: ${phases(r.full.phaseMs)}\n`);
           process.stdout.write(`${r.backend} one-file run, ms by phase: ${phases(r.incremental.phaseMs)}\n`);
         }
       }
