@@ -48,6 +48,17 @@ const INSERT_BATCH = 500;
 /** Rows per `INSERT … SELECT FROM unnest(…)`: one array parameter per column, so only size bounds it. */
 const UNNEST_BATCH = 10_000;
 
+/**
+ * Rows as a set (`json_to_recordset`), sent as one parameter of raw UTF-8
+ * JSON: node-postgres and the PGlite worker pass bytes through in binary
+ * format, which for `text` is the text itself. Neither client then escapes
+ * tens of thousands of values into array literals (PGlite measures each
+ * string twice in JavaScript), and the server parses one JSON document.
+ * `columns` names the record's fields and their types, e.g. `f uuid, n text`.
+ */
+const jsonRecordset = (rows: readonly object[], columns: string): RawBuilder<unknown> =>
+  sql`json_to_recordset(${Buffer.from(JSON.stringify(rows))}::text::json) AS r (${sql.raw(columns)})`;
+
 interface RepoRowDb {
   id: string;
   name: string;
@@ -326,21 +337,38 @@ export class PgCodeStore implements CodeStore {
         ${files.map((f) => f.mtimeMs)}::bigint[])
       ON CONFLICT (org_id, id) DO UPDATE SET language = excluded.language, content_hash = excluded.content_hash,
         size = excluded.size, mtime_ms = excluded.mtime_ms, indexed_at = excluded.indexed_at`.execute(this.tx);
-    const symbols = files.flatMap((f) => f.symbols.map((s) => ({ f, s })));
+    const symbols = files.flatMap((f) =>
+      f.symbols.map((x) => ({
+        f: f.id,
+        i: x.id,
+        p: x.parentId,
+        s: x.scipSymbol,
+        d: x.descriptor,
+        k: x.kind,
+        n: x.name,
+        q: x.qualifiedName,
+        sl: x.span.startLine,
+        sc: x.span.startColumn,
+        el: x.span.endLine,
+        ec: x.span.endColumn,
+        nl: x.nameSpan.startLine,
+        nc: x.nameSpan.startColumn,
+        g: x.signature,
+        o: x.doc,
+        l: f.language,
+        x: x.exported,
+      })),
+    );
     for (const b of chunks(symbols, UNNEST_BATCH)) {
+      const rows = jsonRecordset(
+        b,
+        'f uuid, i uuid, p uuid, s text, d text, k text, n text, q text, sl int, sc int, el int, ec int, nl int, ' +
+          'nc int, g text, o text, l text, x boolean',
+      );
       await sql`INSERT INTO code_symbols (org_id, repo_id, file_id, id, parent_id, scip_symbol, descriptor, kind,
           name, qualified_name, start_line, start_col, end_line, end_col, name_line, name_col, signature, doc,
           language, exported)
-        SELECT ${this.orgId}::uuid, ${repoId}::uuid, * FROM unnest(${b.map((x) => x.f.id)}::uuid[],
-          ${b.map((x) => x.s.id)}::uuid[], ${b.map((x) => x.s.parentId)}::uuid[],
-          ${b.map((x) => x.s.scipSymbol)}::text[], ${b.map((x) => x.s.descriptor)}::text[],
-          ${b.map((x) => x.s.kind)}::text[], ${b.map((x) => x.s.name)}::text[],
-          ${b.map((x) => x.s.qualifiedName)}::text[], ${b.map((x) => x.s.span.startLine)}::int[],
-          ${b.map((x) => x.s.span.startColumn)}::int[], ${b.map((x) => x.s.span.endLine)}::int[],
-          ${b.map((x) => x.s.span.endColumn)}::int[], ${b.map((x) => x.s.nameSpan.startLine)}::int[],
-          ${b.map((x) => x.s.nameSpan.startColumn)}::int[], ${b.map((x) => x.s.signature)}::text[],
-          ${b.map((x) => x.s.doc)}::text[], ${b.map((x) => x.f.language)}::text[],
-          ${b.map((x) => x.s.exported)}::boolean[])`.execute(this.tx);
+        SELECT ${this.orgId}::uuid, ${repoId}::uuid, r.* FROM ${rows}`.execute(this.tx);
     }
     const edges = files.flatMap((f) => f.edges.map((edge) => ({ fileId: f.id, edge })));
     await this.insertEdges(repoId, edges);
@@ -566,20 +594,29 @@ export class PgCodeStore implements CodeStore {
   }
 
   async insertEdges(repoId: string, edges: ReadonlyArray<{ fileId: string; edge: EdgeRow }>): Promise<void> {
-    const col = <V>(rows: ReadonlyArray<{ fileId: string; edge: EdgeRow }>, f: (e: EdgeRow) => V): V[] =>
-      rows.map((r) => f(r.edge));
     for (const b of chunks(edges, UNNEST_BATCH)) {
+      const rows = jsonRecordset(
+        b.map(({ fileId, edge: e }) => ({
+          f: fileId,
+          k: e.kind,
+          sk: e.src.kind,
+          si: e.src.id,
+          dk: e.dst?.kind ?? null,
+          di: e.dst?.id ?? null,
+          n: e.dstName,
+          m: e.dstModule ?? null,
+          h: e.hintFileId ?? null,
+          c: e.confidence,
+          sl: e.span?.startLine ?? null,
+          sc: e.span?.startColumn ?? null,
+          el: e.span?.endLine ?? null,
+          ec: e.span?.endColumn ?? null,
+        })),
+        'f uuid, k text, sk text, si uuid, dk text, di uuid, n text, m text, h uuid, c real, sl int, sc int, el int, ec int',
+      );
       await sql`INSERT INTO code_edges (org_id, repo_id, file_id, kind, src_kind, src_id, dst_kind, dst_id, dst_name,
           dst_module, hint_file_id, confidence, start_line, start_col, end_line, end_col)
-        SELECT ${this.orgId}::uuid, ${repoId}::uuid, * FROM unnest(${b.map((r) => r.fileId)}::uuid[],
-          ${col(b, (e) => e.kind)}::text[], ${col(b, (e) => e.src.kind)}::text[], ${col(b, (e) => e.src.id)}::uuid[],
-          ${col(b, (e) => e.dst?.kind ?? null)}::text[], ${col(b, (e) => e.dst?.id ?? null)}::uuid[],
-          ${col(b, (e) => e.dstName)}::text[], ${col(b, (e) => e.dstModule ?? null)}::text[],
-          ${col(b, (e) => e.hintFileId ?? null)}::uuid[], ${col(b, (e) => e.confidence)}::real[],
-          ${col(b, (e) => e.span?.startLine ?? null)}::int[], ${col(b, (e) => e.span?.startColumn ?? null)}::int[],
-          ${col(b, (e) => e.span?.endLine ?? null)}::int[], ${col(b, (e) => e.span?.endColumn ?? null)}::int[])`.execute(
-        this.tx,
-      );
+        SELECT ${this.orgId}::uuid, ${repoId}::uuid, r.* FROM ${rows}`.execute(this.tx);
     }
   }
 

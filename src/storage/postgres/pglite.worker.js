@@ -45,10 +45,23 @@ try {
   process.exit(1);
 }
 
+/**
+ * A `text` parameter given as bytes goes to the server as they are, in binary
+ * format (which for text is its UTF-8), as node-postgres sends a Buffer;
+ * PGlite's own text serializer would turn them into "1,2,3". (Its typings
+ * say a serializer returns a string; at run time bytes are sent as binary.)
+ * @type {import('@electric-sql/pglite').SerializerOptions}
+ */
+const serializers = /** @type {import('@electric-sql/pglite').SerializerOptions} */ (
+  /** @type {unknown} */ ({
+    25: (/** @type {unknown} */ v) => (v instanceof Uint8Array ? v : pg.serializers[25]?.(v)),
+  })
+);
+
 port.on('message', async (/** @type {{ id: number, op: string, sql?: string, params?: unknown[] }} */ msg) => {
   try {
     if (msg.op === 'query') {
-      const res = await pg.query(msg.sql ?? '', msg.params ?? []);
+      const res = await pg.query(msg.sql ?? '', msg.params ?? [], { serializers });
       port.postMessage({ id: msg.id, ok: true, rows: res.rows, affectedRows: res.affectedRows ?? 0 });
     } else if (msg.op === 'exec') {
       const results = await pg.exec(msg.sql ?? '');
