@@ -236,6 +236,24 @@ describe(`code intelligence (${backend})`, () => {
       expect((await getRepo(a, libId)).counts?.files).toBe(5);
     });
 
+    it('refreshes planner statistics of the columns resolution joins on', async () => {
+      await t.engram.system.analyzeCodeGraph();
+      const r = await sql<{ column: string }>`SELECT DISTINCT tablename || '.' || attname AS column FROM pg_stats
+        WHERE schemaname = 'public' AND tablename IN ('code_symbols', 'code_edges')
+          AND attname IN ('name', 'file_id', 'dst_name', 'hint_file_id')`.execute(t.engram.database.adminDb);
+      expect(r.rows.map((x) => x.column).sort()).toEqual([
+        'code_edges.dst_name',
+        'code_edges.file_id',
+        'code_edges.hint_file_id',
+        'code_symbols.file_id',
+        'code_symbols.name',
+      ]);
+      const rows = await sql<{
+        n: number;
+      }>`SELECT reltuples::int AS n FROM pg_class WHERE relname = 'code_symbols'`.execute(t.engram.database.adminDb);
+      expect(rows.rows[0]?.n).toBeGreaterThan(0);
+    });
+
     it('skips .gitignored, vendored and oversized files', async () => {
       const repo = await getRepo(a, libId);
       expect(repo.progress.skippedTooLarge).toBe(1);

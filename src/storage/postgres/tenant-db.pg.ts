@@ -721,8 +721,18 @@ export class PgSystemStore implements SystemStore {
     return true;
   }
 
+  /**
+   * Only the columns the graph's joins and filters use: with the long text
+   * columns too (SCIP ids, signatures, docs) it took 0.3 s for 2,300 files
+   * instead of 0.1–0.17 s. The others are only looked up by index with an
+   * equality, which default estimates plan the same way; on PostgreSQL
+   * autovacuum analyzes them in its own time.
+   */
   async analyzeCodeGraph(): Promise<void> {
-    await sql`ANALYZE code_files, code_symbols, code_edges`.execute(this.adminDb);
+    await sql`ANALYZE code_files (org_id, repo_id, id, path, language),
+      code_symbols (org_id, repo_id, file_id, id, parent_id, name, kind, exported),
+      code_edges (org_id, repo_id, file_id, kind, src_kind, src_id, dst_kind, dst_id, dst_name, dst_module,
+        hint_file_id, confidence)`.execute(this.adminDb);
   }
 
   /** Whether the app's connection may switch to engram_system (see PgMemoryStore.candidateIds). */
