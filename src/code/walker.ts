@@ -1,5 +1,6 @@
-import { readFile, readdir, lstat } from 'node:fs/promises';
+import { lstatSync, readdirSync, readFileSync, type Dirent, type Stats } from 'node:fs';
 import path from 'node:path';
+import { setImmediate } from 'node:timers/promises';
 import ignore, { type Ignore } from 'ignore';
 import type { WalkResult, WalkedFile } from '../ports/repo-workspace.ts';
 
@@ -44,12 +45,28 @@ interface IgnoreScope {
 
 const isMinified = (name: string): boolean => /\.min\.(js|css|mjs)$/.test(name);
 
+/** Entries stat'ed between two turns of the event loop. */
+const YIELD_EVERY = 2_000;
+
+const orUndefined = <T>(f: () => T): T | undefined => {
+  try {
+    return f();
+  } catch {
+    return undefined;
+  }
+};
+
 /**
  * Walks a repository like git would list it: nested `.gitignore` files apply
  * to their directory and below; symbolic links are not followed (a link could
  * lead out of the repository); skipped directories, binary extensions,
  * minified bundles and files over `maxFileBytes` are left out, and the walk
  * stops after `maxFiles` files.
+ *
+ * The file system is read with synchronous calls, a directory at a time,
+ * yielding to the event loop every few thousand entries: for small files a
+ * synchronous lstat costs a few microseconds where a promise through libuv's
+ * thread pool costs tens (2,300 files: 0.3 s walked with promises).
  */
 export async function walkRepository(root: string, opts: WalkOptions): Promise<WalkResult> {
   const files: WalkedFile[] = [];
@@ -65,21 +82,19 @@ export async function walkRepository(root: string, opts: WalkOptions): Promise<W
     return false;
   };
 
+  let sinceYield = 0;
   const visit = async (dirRel: string, scopes: readonly IgnoreScope[]): Promise<void> => {
     const abs = dirRel === '' ? root : path.join(root, ...dirRel.split('/'));
     let here = scopes;
-    const gitignore = await readFile(path.join(abs, '.gitignore'), 'utf8').catch(() => undefined);
+    const gitignore = orUndefined(() => readFileSync(path.join(abs, '.gitignore'), 'utf8'));
     if (gitignore !== undefined) here = [...scopes, { dir: dirRel, ig: ignore().add(gitignore) }];
-    const entries = await readdir(abs, { withFileTypes: true }).catch(() => []);
+    const entries: Dirent[] = orUndefined(() => readdirSync(abs, { withFileTypes: true })) ?? [];
     entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    // The directory's files are stat'ed together, not one await at a time.
-    const stats = new Map(
-      await Promise.all(
-        entries
-          .filter((e) => e.isFile())
-          .map(async (e) => [e.name, await lstat(path.join(abs, e.name)).catch(() => undefined)] as const),
-      ),
-    );
+    sinceYield += entries.length;
+    if (sinceYield >= YIELD_EVERY) {
+      sinceYield = 0;
+      await setImmediate();
+    }
     for (const entry of entries) {
       if (truncated) return;
       const rel = dirRel === '' ? entry.name : `${dirRel}/${entry.name}`;
@@ -96,7 +111,7 @@ export async function walkRepository(root: string, opts: WalkOptions): Promise<W
         continue;
       }
       const absPath = path.join(abs, entry.name);
-      const st = stats.get(entry.name);
+      const st: Stats | undefined = orUndefined(() => lstatSync(absPath));
       if (st === undefined || !st.isFile()) continue;
       if (st.size > opts.maxFileBytes) {
         skippedTooLarge += 1;
