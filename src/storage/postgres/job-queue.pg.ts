@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
+import { sql, type Kysely, type Selectable, type Transaction, type UpdateObject } from 'kysely';
 import type { Job, JobFilter, JobState, JobStats, NewJob } from '../../domain/jobs/job.types.ts';
 import type { Page } from '../../domain/memory/memory.types.ts';
 import { errors } from '../../errors.ts';
@@ -171,11 +171,12 @@ export class PgJobQueue implements JobQueue {
     });
   }
 
-  async extendLease(job: Pick<Job, 'orgId' | 'id'>, workerId: string, leaseMs: number): Promise<boolean> {
+  /** Updates a job only while `workerId` holds it (running, locked by it); false when it no longer does. */
+  private held(job: Pick<Job, 'orgId' | 'id'>, workerId: string, set: UpdateObject<DB, 'jobs'>): Promise<boolean> {
     return this.asSystem(async (tx) => {
       const r = await tx
         .updateTable('jobs')
-        .set({ locked_until: sql<Date>`now() + ${leaseMs} * interval '1 millisecond'`, updated_at: sql<Date>`now()` })
+        .set(set)
         .where('org_id', '=', job.orgId)
         .where('id', '=', job.id)
         .where('state', '=', 'running')
@@ -185,23 +186,20 @@ export class PgJobQueue implements JobQueue {
     });
   }
 
+  async extendLease(job: Pick<Job, 'orgId' | 'id'>, workerId: string, leaseMs: number): Promise<boolean> {
+    return this.held(job, workerId, {
+      locked_until: sql<Date>`now() + ${leaseMs} * interval '1 millisecond'`,
+      updated_at: sql<Date>`now()`,
+    });
+  }
+
   async complete(job: Pick<Job, 'orgId' | 'id'>, workerId: string): Promise<boolean> {
-    return this.asSystem(async (tx) => {
-      const r = await tx
-        .updateTable('jobs')
-        .set({
-          state: 'succeeded',
-          locked_until: null,
-          locked_by: null,
-          finished_at: sql<Date>`now()`,
-          updated_at: sql<Date>`now()`,
-        })
-        .where('org_id', '=', job.orgId)
-        .where('id', '=', job.id)
-        .where('state', '=', 'running')
-        .where('locked_by', '=', workerId)
-        .executeTakeFirst();
-      return r.numUpdatedRows > 0n;
+    return this.held(job, workerId, {
+      state: 'succeeded',
+      locked_until: null,
+      locked_by: null,
+      finished_at: sql<Date>`now()`,
+      updated_at: sql<Date>`now()`,
     });
   }
 
