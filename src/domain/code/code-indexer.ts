@@ -378,10 +378,13 @@ export class CodeIndexer {
         : resolveModule(language, fromPath, specifier, has);
     };
     const isWalked = (p: string) => walked.has(p);
-    for (let i = 0; i < removed.length; i += DELETE_BATCH) {
-      const ids = removed.slice(i, i + DELETE_BATCH);
-      await tenant.withTenant(orgId, ({ code }) => code.deleteFiles(repo.id, ids));
-    }
+    const deleteFiles = async (all: readonly string[]) => {
+      for (let i = 0; i < all.length; i += DELETE_BATCH) {
+        const ids = all.slice(i, i + DELETE_BATCH);
+        await tenant.withTenant(orgId, ({ code }) => code.deleteFiles(repo.id, ids));
+      }
+    };
+    await deleteFiles(removed);
     progress = {
       ...timed({}),
       phase: 'parsing',
@@ -473,10 +476,7 @@ export class CodeIndexer {
     await flush();
     await writing;
     if (writeFailure !== undefined) throw writeFailure.error;
-    for (let i = 0; i < dropped.length; i += DELETE_BATCH) {
-      const ids = dropped.slice(i, i + DELETE_BATCH);
-      await tenant.withTenant(orgId, ({ code }) => code.deleteFiles(repo.id, ids));
-    }
+    await deleteFiles(dropped);
     if (touched.length > 0) await tenant.withTenant(orgId, ({ code }) => code.touchFiles(repo.id, touched));
 
     const changed = progress.parsed > 0 || removed.length > 0 || progress.failed > 0;

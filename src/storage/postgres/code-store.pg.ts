@@ -45,7 +45,7 @@ const isUuid = (s: string): boolean => UUID_RE.test(s);
 
 /** Rows per multi-row INSERT: ~20 columns each stays far below the 65,535-parameter limit. */
 const INSERT_BATCH = 500;
-/** Rows per `INSERT … SELECT FROM unnest(…)`: one array parameter per column, so only size bounds it. */
+/** Rows per bulk statement (`unnest` of one array per column, or `jsonRecordset`): only size bounds it. */
 const UNNEST_BATCH = 10_000;
 
 /**
