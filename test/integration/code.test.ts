@@ -64,7 +64,7 @@ interface RefJson {
   target: { name: string; path: string };
 }
 
-const MAX_FILE_BYTES = 4096;
+const MAX_FILE_BYTES = 131_072;
 
 const LIB_FILES: Record<string, string> = {
   'package.json': JSON.stringify({ name: 'my-lib', version: '1.2.0' }),
@@ -431,6 +431,31 @@ describe(`code intelligence (${backend})`, () => {
       expect(await importsOf(id, 'src/a.ts')).toEqual(['src/b.ts']);
       expect(await importsOf(id, 'src/d.ts')).toEqual(['src/b.ts']);
       expect((await references(a, 'bee')).items.map((r) => r.path).sort()).toEqual(['src/a.ts', 'src/d.ts']);
+      expect(await danglingEdges(a)).toBe(0);
+      expect((await call(a, 'DELETE', `/v1/repos/${id}`)).statusCode).toBe(204);
+    });
+
+    it('writes a file of thousands of symbols in a batch of its own, parsed first, and links it all the same', async () => {
+      // 1,050 functions and as many calls: over the rows a write batch takes, so this file goes alone,
+      // and it is the largest, so it is parsed first while the small files around it come later.
+      const big = Array.from({ length: 1050 }, (_, i) => `export function f${i}(): number {\n  return g${i}();\n}\n`);
+      const helpers = Array.from({ length: 1050 }, (_, i) => `export const g${i} = (): number => ${i};\n`);
+      const dir = path.join(roots, 'big');
+      makeRepo(dir, {
+        'src/big.ts': `import { ${helpers.map((_, i) => `g${i}`).join(', ')} } from './helpers';\n${big.join('')}`,
+        'src/helpers.ts': helpers.join(''),
+        'src/use.ts': "import { f1049 } from './big';\nexport const use = () => f1049();\n",
+      });
+      const res = await call(a, 'POST', '/v1/repos', { path: dir, name: 'big' });
+      const id = res.json<RepoJson>().id;
+      // The index job only: code-search chunks of 2,100 symbols would take seconds and are not the point.
+      expect(await t.engram.worker.runOnce()).toBe(1);
+      const repo = await getRepo(a, id);
+      expect([repo.status, repo.progress.parsed, repo.counts?.symbols]).toEqual(['indexed', 3, 2101]);
+      expect(await importsOf(id, 'src/big.ts')).toEqual(['src/helpers.ts']);
+      expect(await importsOf(id, 'src/use.ts')).toEqual(['src/big.ts']);
+      expect((await references(a, 'f1049')).items.map((r) => [r.path, r.confidence])).toEqual([['src/use.ts', 0.95]]);
+      expect((await references(a, 'g7')).items.map((r) => r.path)).toEqual(['src/big.ts']);
       expect(await danglingEdges(a)).toBe(0);
       expect((await call(a, 'DELETE', `/v1/repos/${id}`)).statusCode).toBe(204);
     });

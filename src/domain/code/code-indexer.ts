@@ -31,8 +31,14 @@ import {
 import { resolveModule } from './module-resolution.ts';
 import { fallbackPackage, fileDescriptors, scipSymbol, symbolDescriptor } from './scip.ts';
 
-/** Files parsed per write transaction. */
+/** Files parsed per write transaction, at most. */
 const WRITE_BATCH = 100;
+/**
+ * Symbols and edges per write transaction, beyond which a batch is written
+ * before it has {@link WRITE_BATCH} files: a file with thousands of symbols
+ * goes to the database alone, while the next files are parsed.
+ */
+const WRITE_ROWS = 2_000;
 /** Files walked between progress updates when nothing needs writing. */
 const PROGRESS_EVERY = 500;
 /** Rows per delete of removed files. */
@@ -399,6 +405,7 @@ export class CodeIndexer {
     // Paths in the index once this run is over, by file id: what imports may resolve to.
     const present = new Map<string, string>();
     let batch: IndexedFile[] = [];
+    let batchRows = 0;
     let sinceReport = 0;
     // One write in flight while the next batch is parsed: the database works while this thread parses.
     let writing: Promise<void> = Promise.resolve();
@@ -409,6 +416,7 @@ export class CodeIndexer {
       const rows = batch;
       const snapshot = progress;
       batch = [];
+      batchRows = 0;
       sinceReport = 0;
       writing = tenant
         .withTenant(orgId, async ({ code }) => {
@@ -423,9 +431,12 @@ export class CodeIndexer {
     const decoder = new TextDecoder('utf-8');
     // Files are read and parsed a window ahead (on the parser threads, when there are any), and taken in order.
     const ahead: Array<Promise<Awaited<ReturnType<CodeIndexer['prepare']>> | undefined>> = [];
+    // Largest files first: parsing a large file takes long and writing it too, and at the end of a run
+    // either would run alone (the other threads idle); early on, the two overlap with smaller files'.
+    const order = [...files].sort((a, b) => b.size - a.size || (a.path < b.path ? -1 : 1));
     let next = 0;
     const launch = () => {
-      const f = files[next++];
+      const f = order[next++];
       if (f !== undefined) {
         const importTarget = (specifier: string) => {
           const target = targetOf(f.language, f.path, specifier, isWalked);
@@ -444,11 +455,11 @@ export class CodeIndexer {
         );
       }
     };
-    while (next < files.length && ahead.length < PREPARE_WINDOW) launch();
+    while (next < order.length && ahead.length < PREPARE_WINDOW) launch();
     // Walked files that did not make it into the index (unreadable, unparsable, binary). They keep no
     // stale rows, and edges built this run that point at them are unlinked, once everything is written.
     const dropped: string[] = [];
-    for (const f of files) {
+    for (const f of order) {
       const before = storedByPath.get(f.path);
       const counted = await ahead.shift();
       launch();
@@ -467,11 +478,12 @@ export class CodeIndexer {
         progress = { ...progress, parsed: progress.parsed + 1 };
         present.set(f.path, counted.id);
         batch.push(counted);
+        batchRows += counted.symbols.length + counted.edges.length;
         await yieldToLoop();
       }
       progress = { ...progress, filesDone: progress.filesDone + 1 };
       sinceReport += 1;
-      if (batch.length >= WRITE_BATCH || sinceReport >= PROGRESS_EVERY) await flush();
+      if (batch.length >= WRITE_BATCH || batchRows >= WRITE_ROWS || sinceReport >= PROGRESS_EVERY) await flush();
     }
     await flush();
     await writing;
