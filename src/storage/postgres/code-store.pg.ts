@@ -330,11 +330,12 @@ export class PgCodeStore implements CodeStore {
         this.tx,
       );
     }
+    const fileRows = jsonRecordset(
+      files.map((f) => ({ i: f.id, p: f.path, l: f.language, h: f.contentHash, s: f.size, m: f.mtimeMs })),
+      'i uuid, p text, l text, h text, s int, m bigint',
+    );
     await sql`INSERT INTO code_files (org_id, repo_id, id, path, language, content_hash, size, mtime_ms, indexed_at)
-      SELECT ${this.orgId}::uuid, ${repoId}::uuid, *, now() FROM unnest(${files.map((f) => f.id)}::uuid[],
-        ${files.map((f) => f.path)}::text[], ${files.map((f) => f.language)}::text[],
-        ${files.map((f) => f.contentHash)}::text[], ${files.map((f) => f.size)}::int[],
-        ${files.map((f) => f.mtimeMs)}::bigint[])
+      SELECT ${this.orgId}::uuid, ${repoId}::uuid, r.*, now() FROM ${fileRows}
       ON CONFLICT (org_id, id) DO UPDATE SET language = excluded.language, content_hash = excluded.content_hash,
         size = excluded.size, mtime_ms = excluded.mtime_ms, indexed_at = excluded.indexed_at`.execute(this.tx);
     const symbols = files.flatMap((f) =>
