@@ -446,6 +446,7 @@ describe(`code intelligence (${backend})`, () => {
         'src/helpers.ts': helpers.join(''),
         'src/use.ts': "import { f1049 } from './big';\nexport const use = () => f1049();\n",
       });
+      const before = await rawCounts(a);
       const res = await call(a, 'POST', '/v1/repos', { path: dir, name: 'big' });
       const id = res.json<RepoJson>().id;
       // The index job only: code-search chunks of 2,100 symbols would take seconds and are not the point.
@@ -458,6 +459,8 @@ describe(`code intelligence (${backend})`, () => {
       expect((await references(a, 'g7')).items.map((r) => r.path)).toEqual(['src/big.ts']);
       expect(await danglingEdges(a)).toBe(0);
       expect((await call(a, 'DELETE', `/v1/repos/${id}`)).statusCode).toBe(204);
+      // The repo's files went with it, and their symbols and edges with them (a trigger on code_files).
+      expect(await rawCounts(a)).toEqual(before);
     });
   });
 
@@ -551,6 +554,14 @@ describe(`code intelligence (${backend})`, () => {
       await t.engram.worker.drain();
       const mine = (await definition(b, 'parse')).map((s) => s.repo.id);
       expect(mine).toEqual([id]);
+    });
+
+    it('deletes an org’s files, symbols and edges with the org, and nothing of another org', async () => {
+      const other = await rawCounts(a);
+      expect((await rawCounts(b)).symbols).toBeGreaterThan(0);
+      await sql`DELETE FROM orgs WHERE id = ${b.orgId}`.execute(t.engram.database.db);
+      expect(await rawCounts(b)).toEqual({ repos: 0, files: 0, symbols: 0, edges: 0 });
+      expect(await rawCounts(a)).toEqual(other);
     });
   });
 });
