@@ -295,6 +295,25 @@ describe(`code intelligence (${backend})`, () => {
       expect(await definition(a, 'noSuchSymbol')).toEqual([]);
     });
 
+    it('answers a definition by qualified name or SCIP id when a name holds dots, and by either case', async () => {
+      const dir = path.join(roots, 'dotted');
+      makeRepo(dir, {
+        'src/ns.ts': 'export namespace Outer.Inner {\n  export function deepFn(): number {\n    return 1;\n  }\n}\n',
+      });
+      const res = await call(a, 'POST', '/v1/repos', { path: dir, name: 'dotted' });
+      const id = res.json<RepoJson>().id;
+      expect(await t.engram.worker.runOnce()).toBe(1);
+      const [deep, ...more] = await definition(a, 'Outer.Inner.deepFn');
+      expect(more).toEqual([]);
+      expect([deep?.name, deep?.qualifiedName]).toEqual(['deepFn', 'Outer.Inner.deepFn']);
+      const [ns] = await definition(a, 'Outer.Inner');
+      expect([ns?.name, ns?.kind]).toEqual(['Outer.Inner', 'module']);
+      expect((await definition(a, 'outer.inner.DEEPFN')).map((s) => s.id)).toEqual([deep?.id]);
+      for (const s of [deep, ns]) expect((await definition(a, s?.symbol ?? '')).map((x) => x.id)).toEqual([s?.id]);
+      expect(await definition(a, 'Outer.Inner.nope')).toEqual([]);
+      expect((await call(a, 'DELETE', `/v1/repos/${id}`)).statusCode).toBe(204);
+    });
+
     it('finds references across files through relative imports, with their confidence', async () => {
       const r = await references(a, 'parse');
       const seen = r.items.map((x) => [x.path, x.kind, x.confidence, x.enclosing?.qualifiedName]);

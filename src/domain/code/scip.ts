@@ -75,3 +75,34 @@ export function scipSymbol(language: CodeLanguage, pkg: PackageIdentity, descrip
 /** Heuristic: a `symbol=` value is a SCIP id when it has the five space-separated parts of one. */
 export const looksLikeScipSymbol = (s: string): boolean =>
   /^(scip-[a-z]+|rust-analyzer|local) /.test(s) && s.trim().split(/ +/).length >= 5;
+
+const SIMPLE_CHAR = /[A-Za-z0-9_+$-]/;
+
+/**
+ * The name in an id's last descriptor, unescaped (`parse` in
+ * `… src/`util.ts`/Parser#parse().`): the `name` column of the symbol the
+ * id names, which lookups by id go through. Undefined when the id does not
+ * end in a descriptor this module writes.
+ */
+export function scipSymbolName(id: string): string | undefined {
+  let end = id.length;
+  if (id.endsWith(').')) {
+    const open = id.lastIndexOf('(');
+    if (open < 0 || !/^\((\+\d+)?\)\.$/.test(id.slice(open))) return undefined;
+    end = open;
+  } else if (/[#./!]$/.test(id)) end -= 1;
+  else return undefined;
+  if (id[end - 1] === '`') {
+    // `na``me`: back to the backtick that opens the name, past doubled ones.
+    let i = end - 2;
+    for (;;) {
+      const tick = id.lastIndexOf('`', i);
+      if (tick < 0) return undefined;
+      if (id[tick - 1] === '`') i = tick - 2;
+      else return id.slice(tick + 1, end - 1).replaceAll('``', '`') || undefined;
+    }
+  }
+  let start = end;
+  while (start > 0 && SIMPLE_CHAR.test(id[start - 1] ?? '')) start -= 1;
+  return start < end ? id.slice(start, end) : undefined;
+}

@@ -38,6 +38,7 @@ import {
   type GraphStepQuery,
   type ReferenceGraph,
 } from '../../domain/code/code-graph.types.ts';
+import { scipSymbolName } from '../../domain/code/scip.ts';
 import type { DB } from './schema.ts';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -663,15 +664,22 @@ export class PgCodeStore implements CodeStore {
         ORDER BY (s.parent_id IS NULL) DESC, s.exported DESC, f.path, s.start_line LIMIT ${limit}`.execute(this.tx)
       ).rows.map(toSymbol);
     const v = match.value;
+    // Ids and qualified names are found through the index on lower(name) (migration 0016).
+    const named = (names: readonly string[]) => sql`lower(s.name) = ANY(${names.map((n) => n.toLowerCase())}::text[])`;
     switch (match.by) {
       case 'scip': {
-        const exact = await run(sql`s.scip_symbol = ${v}`);
+        const name = scipSymbolName(v);
+        const exact = await run(
+          name === undefined ? sql`s.scip_symbol = ${v}` : sql`${named([name])} AND s.scip_symbol = ${v}`,
+        );
         // Also accept ids written without SCIP's backtick escapes (`src/util.ts/parse().`).
         return exact.length > 0 ? exact : run(sql`replace(s.scip_symbol, '\`', '') = ${v.replaceAll('`', '')}`);
       }
       case 'qualified': {
-        const exact = await run(sql`s.qualified_name = ${v}`);
-        return exact.length > 0 ? exact : run(sql`lower(s.qualified_name) = ${v.toLowerCase()}`);
+        // A qualified name ends with the symbol's name after a dot, and names may hold dots (`namespace A.B`).
+        const names = v.split('.').map((_seg, i, segs) => segs.slice(i).join('.'));
+        const exact = await run(sql`${named(names)} AND s.qualified_name = ${v}`);
+        return exact.length > 0 ? exact : run(sql`${named(names)} AND lower(s.qualified_name) = ${v.toLowerCase()}`);
       }
       case 'name': {
         const exact = await run(sql`s.name = ${v}`);
