@@ -305,11 +305,13 @@ export class PgCodeStore implements CodeStore {
 
   /** Edges from elsewhere into these files or their symbols become unresolved (their names stay). */
   private async unlinkIncoming(fileIds: readonly string[]): Promise<void> {
+    // One list of targets (the files and their symbols: ids are unique across both), so that the edges
+    // are found through their dst_id index; an OR of the two kinds read all the org's edges (30 ms for 20k).
     await sql`UPDATE code_edges SET dst_kind = NULL, dst_id = NULL, confidence = ${CONFIDENCE.unresolved}
-      WHERE org_id = ${this.orgId} AND NOT (file_id = ANY(${fileIds}::uuid[])) AND (
-        (dst_kind = 'file' AND dst_id = ANY(${fileIds}::uuid[]))
-        OR (dst_kind = 'symbol' AND dst_id IN (
-          SELECT id FROM code_symbols WHERE org_id = ${this.orgId} AND file_id = ANY(${fileIds}::uuid[]))))`.execute(
+      WHERE org_id = ${this.orgId} AND NOT (file_id = ANY(${fileIds}::uuid[])) AND dst_id IN (
+        SELECT unnest(${fileIds}::uuid[])
+        UNION ALL
+        SELECT id FROM code_symbols WHERE org_id = ${this.orgId} AND file_id = ANY(${fileIds}::uuid[]))`.execute(
       this.tx,
     );
   }
