@@ -317,9 +317,9 @@ export class PgCodeStore implements CodeStore {
   }
 
   /**
-   * Rows go in as one array per column (`unnest`): a handful of parameters
-   * per statement instead of one per value, which is what parsing and
-   * binding cost on a multi-row VALUES list.
+   * Rows go in as one JSON recordset per table and batch (`jsonRecordset`):
+   * one parameter per statement instead of one per value, which is what
+   * parsing and binding cost on a multi-row VALUES list.
    */
   async writeFiles(repoId: string, files: readonly IndexedFile[]): Promise<void> {
     if (files.length === 0) return;
