@@ -1,23 +1,10 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { tempTrees } from '../../test/helpers/code-fixtures.ts';
 import { createJsResolver } from './js-resolver.ts';
 
-let dirs: string[] = [];
-function repo(files: Record<string, string>): string {
-  const root = mkdtempSync(path.join(tmpdir(), 'engram-resolver-'));
-  dirs.push(root);
-  for (const [rel, content] of Object.entries(files)) {
-    mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
-    writeFileSync(path.join(root, rel), content);
-  }
-  return root;
-}
-afterEach(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  dirs = [];
-});
+const trees = tempTrees('engram-resolver-');
+const repo = (files: Record<string, string>): string => trees.make(files);
+afterEach(() => trees.cleanup());
 
 const paths = (target: string) => JSON.stringify({ compilerOptions: { baseUrl: '.', paths: { '@lib': [target] } } });
 

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 /** Runs git in `cwd` with a fixed identity; returns trimmed stdout. */
@@ -26,4 +27,20 @@ export function makeRepo(root: string, files: Record<string, string>): string {
   git(root, 'add', '-A');
   git(root, 'commit', '-q', '-m', 'initial');
   return git(root, 'rev-parse', 'HEAD');
+}
+
+/** Temporary directories of files (`make`), all removed by `cleanup` (call it in afterEach). */
+export function tempTrees(prefix: string): { make(files: Record<string, string>): string; cleanup(): void } {
+  const dirs: string[] = [];
+  return {
+    make(files) {
+      const root = mkdtempSync(path.join(tmpdir(), prefix));
+      dirs.push(root);
+      writeFiles(root, files);
+      return root;
+    },
+    cleanup() {
+      for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+    },
+  };
 }
