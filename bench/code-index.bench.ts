@@ -207,6 +207,10 @@ async function fullRun(backend: Backend, repoDir: string): Promise<FullRun> {
   };
 }
 
+/** The run of median time (the lower middle one of an even count); `runs` is not empty. */
+const medianRun = <T extends { ms: number }>(runs: readonly T[]): T =>
+  [...runs].sort((a, b) => a.ms - b.ms)[Math.floor((runs.length - 1) / 2)]!;
+
 async function runOne(name: BackendName, repoDir: string, opts: Options): Promise<RunResult> {
   const backend = await startBackend(name, {
     databaseUrl: process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL,
@@ -233,7 +237,7 @@ async function runOne(name: BackendName, repoDir: string, opts: Options): Promis
           `ms by phase: ${phases(run.repo.progress.phaseMs)}`,
       );
     }
-    const full = [...runs].sort((a, b) => a.ms - b.ms)[Math.floor((runs.length - 1) / 2)]!;
+    const full = medianRun(runs);
     const last = runs.at(-1)!;
     const id = last.id;
     const files = full.repo.counts?.files ?? 0;
@@ -258,7 +262,7 @@ async function runOne(name: BackendName, repoDir: string, opts: Options): Promis
       incs.push(run);
       log(`${name}: one-file change re-indexed in ${fmt(run.ms)} ms (${run.repo.progress.parsed} parsed)`);
     }
-    const inc = [...incs].sort((a, b) => a.ms - b.ms)[Math.floor((incs.length - 1) / 2)]!;
+    const inc = medianRun(incs);
 
     const t2 = performance.now();
     await api(backend, 'POST', `/v1/repos/${id}/index`);
