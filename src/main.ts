@@ -362,6 +362,8 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       analysis: createCodeAnalysis(),
       precise: { enabled: config.code.precise, maxFiles: config.code.preciseMaxFiles },
       statistics: system,
+      // PostgreSQL's autovacuum reclaims what a run replaced; the embedded store has none.
+      vacuum: database.kind === 'pglite' ? system : undefined,
     });
     const worker = new JobWorker({
       queue: jobQueue,
@@ -513,7 +515,8 @@ export async function startServer(config: Config, log: Logger = createLogger(con
   log.info({ url }, `Engram listening on ${url}`);
 
   // Background work: fill in missing vectors; on the embedded store (no
-  // autovacuum) also refresh planner statistics once enough rows changed.
+  // autovacuum) also vacuum tables with many dead rows and refresh planner
+  // statistics once enough rows changed.
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<unknown> = Promise.resolve();
   const tick = () => {
@@ -522,7 +525,11 @@ export async function startServer(config: Config, log: Logger = createLogger(con
       .then(async (r) => {
         if (r.embedded > 0) log.info({ embedded: r.embedded }, 're-embedded memories');
         if (r.error !== undefined) log.warn({ err: (r.error as Error).message }, 're-embed paused; will retry');
-        if (database.kind === 'pglite' && (await engram.system.analyze())) log.debug('refreshed planner statistics');
+        if (database.kind === 'pglite') {
+          const vacuumed = await engram.system.vacuum();
+          if (vacuumed.length > 0) log.debug({ tables: vacuumed }, 'vacuumed tables');
+          if (await engram.system.analyze()) log.debug('refreshed planner statistics');
+        }
       })
       .catch((e: unknown) => log.warn({ err: (e as Error).message }, 'background maintenance failed; will retry'))
       .finally(() => {

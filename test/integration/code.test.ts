@@ -542,6 +542,56 @@ describe(`code intelligence (${backend})`, () => {
     });
   });
 
+  describe('rows a re-index replaces', () => {
+    it('are vacuumed by the run on the embedded store, and left to autovacuum on PostgreSQL', async () => {
+      const dir = path.join(roots, 'many');
+      const files = (v: number) =>
+        Object.fromEntries(
+          Array.from({ length: 100 }, (_, i) => [
+            `src/f${i}.ts`,
+            `export function f${i}(): number {\n  return ${v};\n}\n`,
+          ]),
+        );
+      makeRepo(dir, files(1));
+      const { adminDb } = t.engram.database;
+      // So that autovacuum, where it runs, cannot get there first.
+      if (backend === 'postgres') await sql`ALTER TABLE code_symbols SET (autovacuum_enabled = false)`.execute(adminDb);
+      const deadSymbols = async () => {
+        await sql`SELECT pg_stat_force_next_flush()`.execute(adminDb);
+        const r = await sql<{ n: string }>`SELECT n_dead_tup AS n FROM pg_stat_user_tables
+          WHERE schemaname = 'public' AND relname = 'code_symbols'`.execute(adminDb);
+        return Number(r.rows[0]?.n);
+      };
+      const c = await t.makeOrg();
+      const res = await call(c, 'POST', '/v1/repos', { path: dir });
+      expect(res.statusCode).toBe(202);
+      const id = res.json<RepoJson>().id;
+      await t.engram.worker.drain();
+
+      // Every file changes: the run deletes all 100 old symbols (past the threshold of 50 + 20 % of the
+      // live rows) and writes new ones.
+      writeFiles(dir, files(2));
+      git(dir, 'commit', '-q', '-am', 'change every file');
+      const repo = await reindex(c, id);
+      expect([repo.status, repo.progress.parsed]).toEqual(['indexed', 100]);
+
+      if (backend === 'pglite') {
+        expect(await deadSymbols()).toBe(0);
+        expect(await t.engram.system.vacuum(['code_symbols'])).toEqual([]);
+      } else {
+        // The writes were another connection's: its counts reach the statistics within about a second.
+        let dead = await deadSymbols();
+        for (let i = 0; i < 50 && dead < 100; i++) {
+          await new Promise((r) => setTimeout(r, 100));
+          dead = await deadSymbols();
+        }
+        expect(dead).toBeGreaterThanOrEqual(100);
+        expect(await t.engram.system.vacuum(['code_symbols'])).toEqual(['code_symbols']);
+        expect(await deadSymbols()).toBe(0);
+      }
+    });
+  });
+
   describe('isolation between orgs', () => {
     it('does not show, index or delete a repo of another org', async () => {
       expect((await call(b, 'GET', '/v1/repos')).json<{ items: unknown[] }>().items).toEqual([]);

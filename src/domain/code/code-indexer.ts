@@ -85,7 +85,16 @@ export interface CodeIndexerDeps {
   readonly precise?: { readonly enabled: boolean; readonly maxFiles: number } | undefined;
   /** Planner statistics, refreshed after a run rewrote many files (see {@link ANALYZE_AFTER_FILES}). */
   readonly statistics?: Pick<SystemStore, 'analyzeCodeGraph'> | undefined;
+  /**
+   * Reclaims the rows a run replaced, on a store without autovacuum (the
+   * embedded one): each run ends with {@link CODE_GRAPH_TABLES} vacuumed where
+   * their dead rows passed autovacuum's threshold.
+   */
+  readonly vacuum?: Pick<SystemStore, 'vacuum'> | undefined;
 }
+
+/** The tables a run rewrites. */
+export const CODE_GRAPH_TABLES: readonly string[] = ['code_files', 'code_symbols', 'code_edges', 'code_packages'];
 
 const JS_LANGUAGES: readonly CodeLanguage[] = ['javascript', 'typescript', 'tsx'];
 const isJs = (l: CodeLanguage): boolean => JS_LANGUAGES.includes(l);
@@ -540,6 +549,9 @@ export class CodeIndexer {
         }
       }
     }
+
+    // Rewritten files and re-resolved edges left dead rows; on the embedded store nothing else reclaims them.
+    await this.deps.vacuum?.vacuum(CODE_GRAPH_TABLES);
 
     progress = timed({ phase: 'done' });
     await tenant.withTenant(orgId, ({ code }) =>

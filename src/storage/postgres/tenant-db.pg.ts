@@ -735,6 +735,21 @@ export class PgSystemStore implements SystemStore {
         hint_file_id, confidence)`.execute(this.adminDb);
   }
 
+  async vacuum(tables?: readonly string[]): Promise<string[]> {
+    // A session reports its row counts at most once a second, after a statement: without this, the
+    // embedded store's single session would show the counts as they were before its latest writes.
+    await sql`SELECT pg_stat_force_next_flush()`.execute(this.adminDb);
+    const r = await sql<{ relname: string }>`
+      SELECT relname FROM pg_stat_user_tables
+      WHERE schemaname = 'public' AND n_dead_tup > 50 + 0.2 * n_live_tup
+        ${tables === undefined ? sql`` : sql`AND relname = ANY(${[...tables]}::text[])`}
+      ORDER BY relname`.execute(this.adminDb);
+    const vacuumed = r.rows.map((x) => x.relname);
+    // VACUUM runs outside any transaction block, one table at a time.
+    for (const table of vacuumed) await sql`VACUUM ${sql.table(table)}`.execute(this.adminDb);
+    return vacuumed;
+  }
+
   /** Whether the app's connection may switch to engram_system (see PgMemoryStore.candidateIds). */
   async canActAsSystem(): Promise<boolean> {
     const r = await sql<{ ok: boolean }>`SELECT pg_has_role('engram_system', 'MEMBER') AS ok`.execute(this.db);
