@@ -201,7 +201,7 @@ describe(`code search (${backend})`, () => {
     it('fuses lexical and vector, and adds the callee of a strong hit through the code graph', async () => {
       const lexical = await search(a, { query: 'countWords', mode: 'lexical' });
       expect(lexical.results.every((h) => h.signals.graph === undefined)).toBe(true);
-      const r = await search(a, { query: 'countWords', repos: [appId] });
+      const r = await search(a, { query: 'countWords', repos: [appId], mode: 'hybrid' });
       expect(r.mode).toBe('hybrid');
       expect(r.degraded).toEqual([]);
       expect(r.results[0]?.chunk.name).toBe('countWords');
@@ -210,6 +210,13 @@ describe(`code search (${backend})`, () => {
       const callee = r.results.find((h) => h.chunk.name === 'splitWords');
       expect(callee?.signals.graph?.rank).toBeGreaterThanOrEqual(1);
       expect(callee?.via).toMatchObject({ name: 'countWords', edge: 'CALLS' });
+    });
+
+    it('is not the default with the builtin embedder: a search that names no mode is lexical', async () => {
+      const r = await search(a, { query: 'countWords', repos: [appId] });
+      expect(r.mode).toBe('lexical');
+      expect(r.results[0]?.chunk.name).toBe('countWords');
+      expect(r.results.every((h) => h.signals.vector === undefined && h.signals.graph === undefined)).toBe(true);
     });
 
     it('refuses bad input and a key without code:read', async () => {
@@ -324,6 +331,8 @@ describe(`code search with an embedder that fails (${backend})`, () => {
     expect(down.statusCode).toBe(200);
     expect(down.headers['engram-degraded']).toBe('vector');
     const body = down.json<SearchJson>();
+    // With a model (here OpenAI's protocol), a search that names no mode is hybrid.
+    expect(body.mode).toBe('hybrid');
     expect(body.degraded).toEqual(['vector']);
     expect(body.degradedReasons.vector?.code).toBe('EMBEDDER_UNAVAILABLE');
     expect(body.results[0]?.chunk.name).toBe('parseConfigFile');

@@ -18,7 +18,12 @@ const signals = ['lexical', 'vector', 'graph'] as const;
 
 export const codeSearchBody = z.strictObject({
   query: z.string().min(1).describe('Words, identifiers (`parseConfig`, `parse_config`) or a description'),
-  mode: z.enum(['lexical', 'vector', 'hybrid']).optional().describe('Default hybrid'),
+  mode: z
+    .enum(['lexical', 'vector', 'hybrid'])
+    .optional()
+    .describe(
+      'Default hybrid; lexical when the embedder is the builtin one (its vectors made hybrid worse than lexical)',
+    ),
   limit: z.number().int().min(1).optional().describe('Default 10'),
   repos: z.array(z.string().min(1).max(100)).max(50).optional().describe('Only these repositories (ids)'),
   languages: z.array(z.enum(CODE_LANGUAGES)).max(50).optional(),

@@ -51,7 +51,10 @@ export function codeSearchTools(deps: {
       hints: { readOnlyHint: true, idempotentHint: true, destructiveHint: false, openWorldHint: false },
       input: z.strictObject({
         query: z.string().min(1).max(2000),
-        mode: z.enum(['hybrid', 'lexical', 'vector']).optional(),
+        mode: z
+          .enum(['hybrid', 'lexical', 'vector'])
+          .optional()
+          .describe('Default hybrid; lexical when the server embeds with its builtin hashing embedder'),
         repos: z.array(z.string().min(1).max(100)).max(50).optional().describe('Repository ids'),
         languages: z.array(z.enum(CODE_LANGUAGES)).max(50).optional(),
         paths: z.array(z.string().min(1).max(300)).max(50).optional().describe('Path globs, e.g. src/**/*.ts'),
