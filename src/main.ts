@@ -353,6 +353,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       embedder,
       jobMaxAttempts: config.jobs.maxAttempts,
       onEmbedError,
+      statistics: system,
     });
     const indexer = new CodeIndexer({
       tenantDb,

@@ -289,6 +289,13 @@ export interface SystemStore {
    */
   analyzeCodeGraph(): Promise<void>;
   /**
+   * Refreshes planner statistics of the code search tables. The chunk job
+   * calls it after writing many chunks: without them the planner took the
+   * org filter for a selective one and ranked every chunk instead of reading
+   * the top hits off the BM25 index (580 ms instead of 1 ms at 5,900 chunks).
+   */
+  analyzeCodeChunks(): Promise<void>;
+  /**
    * The embedded store's stand-in for autovacuum, which it lacks: runs
    * `VACUUM (ANALYZE)` on each table (all of Engram's, or those named) whose
    * dead rows exceed autovacuum's default threshold, 50 + 20 % of its live

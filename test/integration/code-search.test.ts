@@ -164,6 +164,43 @@ describe(`code search (${backend})`, () => {
     });
   });
 
+  describe('planner statistics', () => {
+    it('are refreshed after a run that wrote many chunks, so that BM25 reads its top hits off the index', async () => {
+      const { adminDb } = t.engram.database;
+      const estimate = async () =>
+        Number(
+          (
+            await sql<{ n: number }>`SELECT reltuples::int AS n FROM pg_class WHERE relname = 'code_chunks'`.execute(
+              adminDb,
+            )
+          ).rows[0]?.n,
+        );
+      // The suite's small repositories wrote fewer than 50 chunks each: never analyzed.
+      expect(await estimate()).toBeLessThan(0);
+      const dir = path.join(roots, 'many');
+      makeRepo(
+        dir,
+        Object.fromEntries(
+          Array.from({ length: 60 }, (_, i) => [
+            `src/m${i}.ts`,
+            `export function manyThing${i}(): number {\n  return ${i};\n}\n`,
+          ]),
+        ),
+      );
+      const c = await t.makeOrg();
+      await register(c, dir);
+      expect(await estimate()).toBeGreaterThanOrEqual(60);
+      expect(names(await search(c, { query: 'manyThing7', mode: 'lexical' }))[0]).toBe('manyThing7');
+      if ((await t.engram.system.lexicalRanker()) === 'bm25') {
+        const plan = await sql<{
+          'QUERY PLAN': string;
+        }>`EXPLAIN SELECT c.id FROM code_chunks c WHERE c.org_id = ${c.orgId}
+          ORDER BY c.search_text <@> to_bm25query('many thing', 'code_chunks_bm25') LIMIT 10`.execute(adminDb);
+        expect(plan.rows.map((r) => r['QUERY PLAN']).join('\n')).toContain('Index Scan using code_chunks_bm25');
+      }
+    });
+  });
+
   describe('vector', () => {
     // The builtin embedder hashes words and character trigrams: it bridges
     // misspellings and word fragments, not meaning.

@@ -3,7 +3,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { errors } from '../../errors.ts';
 import { EMBED_MAX_BATCH, EMBED_MAX_CHARS, type Embedder } from '../../ports/embedder.ts';
 import type { RepoWorkspace } from '../../ports/repo-workspace.ts';
-import type { TenantDb } from '../../ports/tenant-db.ts';
+import type { SystemStore, TenantDb } from '../../ports/tenant-db.ts';
 import type { NewJob } from '../jobs/job.types.ts';
 import type { JobHandler } from '../jobs/job.worker.ts';
 import { chunkFile, type ChunkDraft } from './code-chunks.ts';
@@ -13,6 +13,8 @@ import { INDEX_CODE_CHUNKS, type IndexCodeChunksPayload } from './code-search.ty
 const FILE_BATCH = 50;
 /** Chunks read per round of embedding. */
 const EMBED_ROUND = 256;
+/** Chunks (or vectors) written by a run above which planner statistics are refreshed, as the indexer does for the graph. */
+const ANALYZE_AFTER_CHUNKS = 50;
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -24,6 +26,8 @@ export interface CodeChunkIndexerDeps {
   readonly jobMaxAttempts: number;
   /** Told when the embedder fails: the chunks stay searchable lexically and are embedded by a later run. */
   readonly onEmbedError?: (e: unknown) => void;
+  /** Planner statistics, refreshed after a run wrote many chunks or vectors (see {@link ANALYZE_AFTER_CHUNKS}). */
+  readonly statistics?: Pick<SystemStore, 'analyzeCodeChunks'> | undefined;
 }
 
 export interface ChunkRunStats {
@@ -124,7 +128,10 @@ export class CodeChunkIndexer {
         }
       });
     }
+    // Lexical search works from here on; it needs the statistics to read its top hits off the index.
+    if (chunks >= ANALYZE_AFTER_CHUNKS) await this.deps.statistics?.analyzeCodeChunks();
     const { embedded, failed } = await this.embed(orgId, repoId);
+    if (embedded >= ANALYZE_AFTER_CHUNKS) await this.deps.statistics?.analyzeCodeChunks();
     return { files, chunks, skipped, embedded, embedFailed: failed };
   }
 

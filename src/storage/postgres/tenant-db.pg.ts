@@ -735,6 +735,12 @@ export class PgSystemStore implements SystemStore {
         hint_file_id, confidence)`.execute(this.adminDb);
   }
 
+  /** Only the columns searches filter and join on, as for the graph (see {@link analyzeCodeGraph}). */
+  async analyzeCodeChunks(): Promise<void> {
+    await sql`ANALYZE code_chunks (org_id, repo_id, file_id, id, symbol_id, path, language),
+      code_chunk_embeddings (org_id, chunk_id, model)`.execute(this.adminDb);
+  }
+
   async vacuum(tables?: readonly string[]): Promise<string[]> {
     // A session reports its row counts at most once a second, after a statement: without this, the
     // embedded store's single session would show the counts as they were before its latest writes.
