@@ -41,11 +41,15 @@ export interface CodeChunkStore {
    * are kept.
    */
   replaceFileChunks(repoId: string, file: StaleChunkFile, chunks: readonly ChunkDraft[]): Promise<boolean>;
-  /** Chunks of the repository without a current vector of `model`. */
+  /**
+   * Chunks of the repository without a current vector of `model`, in id
+   * order, after `afterId` when given (so that a run reads each once).
+   */
   findMissingEmbeddings(
     repoId: string,
     model: string,
     limit: number,
+    afterId?: string,
   ): Promise<Array<{ id: string; text: string; contentHash: string }>>;
   /** Stores vectors for chunks whose text is still `contentHash` (others are skipped). */
   upsertEmbeddings(rows: readonly ChunkEmbeddingRow[]): Promise<void>;

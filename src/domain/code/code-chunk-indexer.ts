@@ -128,29 +128,25 @@ export class CodeChunkIndexer {
         }
       });
     }
-    // Lexical search works from here on; it needs the statistics to read its top hits off the index.
-    if (chunks >= ANALYZE_AFTER_CHUNKS) await this.deps.statistics?.analyzeCodeChunks();
     const { embedded, failed } = await this.embed(orgId, repoId);
-    if (embedded >= ANALYZE_AFTER_CHUNKS) await this.deps.statistics?.analyzeCodeChunks();
+    // Searches need the statistics to read their top hits off the BM25 and HNSW indexes.
+    if (chunks + embedded >= ANALYZE_AFTER_CHUNKS) await this.deps.statistics?.analyzeCodeChunks();
     return { files, chunks, skipped, embedded, embedFailed: failed };
   }
 
   /** Embeds chunks without a current vector; stops (leaving the rest for later) when the embedder fails. */
   private async embed(orgId: string, repoId: string): Promise<{ embedded: number; failed: boolean }> {
     const { tenantDb, embedder } = this.deps;
-    const seen = new Set<string>();
     let embedded = 0;
-    for (;;) {
-      const missing = (
-        await tenantDb.withTenant(orgId, ({ codeChunks }) =>
-          codeChunks.findMissingEmbeddings(repoId, embedder.model, EMBED_ROUND),
-        )
-      ).filter((m) => !seen.has(m.id));
-      // A chunk rewritten while it was embedded comes back; each is tried once per run.
+    // Each chunk is tried once per run: one rewritten while it was embedded waits for the next run.
+    for (let after: string | undefined; ;) {
+      const missing = await tenantDb.withTenant(orgId, ({ codeChunks }) =>
+        codeChunks.findMissingEmbeddings(repoId, embedder.model, EMBED_ROUND, after),
+      );
       if (missing.length === 0) return { embedded, failed: false };
+      after = missing.at(-1)?.id;
       for (let i = 0; i < missing.length; i += EMBED_MAX_BATCH) {
         const batch = missing.slice(i, i + EMBED_MAX_BATCH);
-        batch.forEach((m) => seen.add(m.id));
         let vectors: Float32Array[];
         try {
           vectors = await embedder.embed(batch.map((m) => m.text.slice(0, EMBED_MAX_CHARS)));

@@ -220,13 +220,15 @@ export class PgCodeChunkStore implements CodeChunkStore {
     return true;
   }
 
-  async findMissingEmbeddings(repoId: string, model: string, limit: number) {
-    if (!UUID_RE.test(repoId)) return [];
+  async findMissingEmbeddings(repoId: string, model: string, limit: number, afterId?: string) {
+    if (!UUID_RE.test(repoId) || (afterId !== undefined && !UUID_RE.test(afterId))) return [];
+    // From `afterId` on, each round reads on from where the last stopped instead of from the first chunk.
     const r = await sql<{ id: string; text: string; content_hash: string }>`
       SELECT c.id, c.text, c.content_hash FROM code_chunks c
-      LEFT JOIN code_chunk_embeddings e ON e.org_id = c.org_id AND e.chunk_id = c.id AND e.model = ${model}
       WHERE c.org_id = ${this.orgId} AND c.repo_id = ${repoId}
-        AND (e.chunk_id IS NULL OR e.content_hash <> c.content_hash)
+        ${afterId === undefined ? sql`` : sql`AND c.id > ${afterId}`}
+        AND NOT EXISTS (SELECT 1 FROM code_chunk_embeddings e
+          WHERE e.org_id = c.org_id AND e.chunk_id = c.id AND e.model = ${model} AND e.content_hash = c.content_hash)
       ORDER BY c.id LIMIT ${limit}`.execute(this.tx);
     return r.rows.map((x) => ({ id: x.id, text: x.text, contentHash: x.content_hash }));
   }
