@@ -354,6 +354,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       jobMaxAttempts: config.jobs.maxAttempts,
       onEmbedError,
       statistics: system,
+      vacuum: database.kind === 'pglite' ? system : undefined,
     });
     const indexer = new CodeIndexer({
       tenantDb,

@@ -554,13 +554,18 @@ describe(`code intelligence (${backend})`, () => {
         );
       makeRepo(dir, files(1));
       const { adminDb } = t.engram.database;
+      const tables = ['code_symbols', 'code_chunks'];
       // So that autovacuum, where it runs, cannot get there first.
-      if (backend === 'postgres') await sql`ALTER TABLE code_symbols SET (autovacuum_enabled = false)`.execute(adminDb);
-      const deadSymbols = async () => {
+      if (backend === 'postgres') {
+        for (const table of tables) {
+          await sql`ALTER TABLE ${sql.table(table)} SET (autovacuum_enabled = false)`.execute(adminDb);
+        }
+      }
+      const dead = async () => {
         await sql`SELECT pg_stat_force_next_flush()`.execute(adminDb);
-        const r = await sql<{ n: string }>`SELECT n_dead_tup AS n FROM pg_stat_user_tables
-          WHERE schemaname = 'public' AND relname = 'code_symbols'`.execute(adminDb);
-        return Number(r.rows[0]?.n);
+        const r = await sql<{ relname: string; n: string }>`SELECT relname, n_dead_tup AS n FROM pg_stat_user_tables
+          WHERE schemaname = 'public' AND relname = ANY(${tables}::text[]) ORDER BY relname`.execute(adminDb);
+        return Object.fromEntries(r.rows.map((x) => [x.relname, Number(x.n)]));
       };
       const c = await t.makeOrg();
       const res = await call(c, 'POST', '/v1/repos', { path: dir });
@@ -569,25 +574,26 @@ describe(`code intelligence (${backend})`, () => {
       await t.engram.worker.drain();
 
       // Every file changes: the run deletes all 100 old symbols (past the threshold of 50 + 20 % of the
-      // live rows) and writes new ones.
+      // live rows) and writes new ones, and the chunk job that follows replaces their 100 chunks.
       writeFiles(dir, files(2));
       git(dir, 'commit', '-q', '-am', 'change every file');
       const repo = await reindex(c, id);
       expect([repo.status, repo.progress.parsed]).toEqual(['indexed', 100]);
 
       if (backend === 'pglite') {
-        expect(await deadSymbols()).toBe(0);
-        expect(await t.engram.system.vacuum(['code_symbols'])).toEqual([]);
+        expect(await dead()).toEqual({ code_chunks: 0, code_symbols: 0 });
+        expect(await t.engram.system.vacuum(tables)).toEqual([]);
       } else {
-        // The writes were another connection's: its counts reach the statistics within about a second.
-        let dead = await deadSymbols();
-        for (let i = 0; i < 50 && dead < 100; i++) {
+        // The writes were other connections': their counts reach the statistics within about a second.
+        let counts = await dead();
+        for (let i = 0; i < 50 && Object.values(counts).some((n) => n < 100); i++) {
           await new Promise((r) => setTimeout(r, 100));
-          dead = await deadSymbols();
+          counts = await dead();
         }
-        expect(dead).toBeGreaterThanOrEqual(100);
-        expect(await t.engram.system.vacuum(['code_symbols'])).toEqual(['code_symbols']);
-        expect(await deadSymbols()).toBe(0);
+        expect(counts.code_chunks).toBeGreaterThanOrEqual(100);
+        expect(counts.code_symbols).toBeGreaterThanOrEqual(100);
+        expect(await t.engram.system.vacuum(tables)).toEqual(['code_chunks', 'code_symbols']);
+        expect(await dead()).toEqual({ code_chunks: 0, code_symbols: 0 });
       }
     });
   });

@@ -28,7 +28,12 @@ export interface CodeChunkIndexerDeps {
   readonly onEmbedError?: (e: unknown) => void;
   /** Planner statistics, refreshed after a run wrote many chunks or vectors (see {@link ANALYZE_AFTER_CHUNKS}). */
   readonly statistics?: Pick<SystemStore, 'analyzeCodeChunks'> | undefined;
+  /** Reclaims replaced chunks and vectors on a store without autovacuum (the embedded one), as the indexer does. */
+  readonly vacuum?: Pick<SystemStore, 'vacuum'> | undefined;
 }
+
+/** The tables a chunk run rewrites. */
+const CHUNK_TABLES: readonly string[] = ['code_chunks', 'code_chunk_embeddings'];
 
 export interface ChunkRunStats {
   /** Files (re-)chunked. */
@@ -131,6 +136,7 @@ export class CodeChunkIndexer {
     const { embedded, failed } = await this.embed(orgId, repoId);
     // Searches need the statistics to read their top hits off the BM25 and HNSW indexes.
     if (chunks + embedded >= ANALYZE_AFTER_CHUNKS) await this.deps.statistics?.analyzeCodeChunks();
+    await this.deps.vacuum?.vacuum(CHUNK_TABLES);
     return { files, chunks, skipped, embedded, embedFailed: failed };
   }
 
