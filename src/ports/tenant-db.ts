@@ -297,9 +297,9 @@ export interface SystemStore {
   analyzeCodeChunks(): Promise<void>;
   /**
    * The embedded store's stand-in for autovacuum, which it lacks: runs
-   * `VACUUM (ANALYZE)` on each table (all of Engram's, or those named) whose
-   * dead rows exceed autovacuum's default threshold, 50 + 20 % of its live
-   * rows. Without it, every row a re-index or a delete replaces stays in the
+   * `VACUUM` on each table (all of Engram's, or those named) whose dead rows
+   * exceed autovacuum's default threshold, 50 + 20 % of its live rows
+   * (planner statistics are refreshed separately). Without it, every row a re-index or a delete replaces stays in the
    * table and its indexes for good, and scans slow down run after run.
    * Returns the tables vacuumed.
    */
