@@ -347,6 +347,8 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
     const code = new CodeQueryService({ tenantDb });
     const codeGraph = new CodeGraphService({ tenantDb, workspace });
     const codeSearch = new CodeSearchService({ tenantDb, embedder, limits: config.limits, onEmbedError });
+    // PostgreSQL's autovacuum reclaims what index and chunk runs replace; the embedded store has none.
+    const vacuum = database.kind === 'pglite' ? system : undefined;
     const chunker = new CodeChunkIndexer({
       tenantDb,
       workspace,
@@ -354,7 +356,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       jobMaxAttempts: config.jobs.maxAttempts,
       onEmbedError,
       statistics: system,
-      vacuum: database.kind === 'pglite' ? system : undefined,
+      vacuum,
     });
     const indexer = new CodeIndexer({
       tenantDb,
@@ -364,8 +366,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       analysis: createCodeAnalysis(),
       precise: { enabled: config.code.precise, maxFiles: config.code.preciseMaxFiles },
       statistics: system,
-      // PostgreSQL's autovacuum reclaims what a run replaced; the embedded store has none.
-      vacuum: database.kind === 'pglite' ? system : undefined,
+      vacuum,
     });
     const worker = new JobWorker({
       queue: jobQueue,

@@ -94,7 +94,7 @@ export interface CodeIndexerDeps {
 }
 
 /** The tables a run rewrites. */
-export const CODE_GRAPH_TABLES: readonly string[] = ['code_files', 'code_symbols', 'code_edges', 'code_packages'];
+const CODE_GRAPH_TABLES: readonly string[] = ['code_files', 'code_symbols', 'code_edges', 'code_packages'];
 
 const JS_LANGUAGES: readonly CodeLanguage[] = ['javascript', 'typescript', 'tsx'];
 const isJs = (l: CodeLanguage): boolean => JS_LANGUAGES.includes(l);
