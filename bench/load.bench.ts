@@ -13,7 +13,6 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { sql } from 'kysely';
 import { loadConfig } from '../src/config/config.ts';
 import { DEFAULT_DATABASE_URL, configSummary, startBackend, type Backend, type BackendName } from './lib/backend.ts';
 import { forkChild, type Child } from './lib/child.ts';
@@ -30,7 +29,7 @@ import {
   type BenchFacts,
 } from './lib/cli.ts';
 import { vocabularySize } from './lib/corpus.ts';
-import { databaseBytes, prepareStore, type IngestResult } from './lib/ingest.ts';
+import { databaseBytes, memoriesWithoutVector, prepareStore, type IngestResult } from './lib/ingest.ts';
 import {
   KIND_SEARCH,
   KIND_WRITE,
@@ -236,17 +235,6 @@ async function embeddingCacheCounts(b: Backend): Promise<{ hits: number; misses:
   const count = (result: string) =>
     values.filter((v) => v.labels.cache === 'embedding' && v.labels.result === result).reduce((a, v) => a + v.value, 0);
   return { hits: count('hit'), misses: count('miss') };
-}
-
-async function memoriesWithoutVector(b: Backend): Promise<number> {
-  const model = b.server.engram.embedder.model;
-  const r = await sql<{ n: number }>`
-    SELECT count(*)::int AS n FROM memories m
-    WHERE NOT EXISTS (SELECT 1 FROM memory_embeddings e
-                      WHERE e.org_id = m.org_id AND e.memory_id = m.id AND e.model = ${model})`.execute(
-    b.server.engram.database.adminDb,
-  );
-  return r.rows[0]?.n ?? 0;
 }
 
 interface PoolSummary {

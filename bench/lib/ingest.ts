@@ -110,6 +110,18 @@ export async function countMemories(b: Backend): Promise<number> {
   return r.rows[0]?.n ?? 0;
 }
 
+/** Memories with no vector from the server's current embedding model (to wait for the embed_memory jobs). */
+export async function memoriesWithoutVector(b: Backend): Promise<number> {
+  const model = b.server.engram.embedder.model;
+  const r = await sql<{ n: number }>`
+    SELECT count(*)::int AS n FROM memories m
+    WHERE NOT EXISTS (SELECT 1 FROM memory_embeddings e
+                      WHERE e.org_id = m.org_id AND e.memory_id = m.id AND e.model = ${model})`.execute(
+    b.server.engram.database.adminDb,
+  );
+  return r.rows[0]?.n ?? 0;
+}
+
 /** pg_database_size of the store, or undefined where the store cannot say. */
 export async function databaseBytes(b: Backend): Promise<number | undefined> {
   try {
