@@ -81,7 +81,7 @@ const HELP = `Usage: npm run bench:recall -- [options]
   --modes <list>             ${MODES.join(',')} (default all; default = no mode field)
   --data <dir>               the LoCoMo conversations (default ${path.relative(process.cwd(), DEFAULT_DATA_DIR)})
   --conversations <list>     only these conversation ids, e.g. 26,30 (default all in --data)
-  --ingest-concurrency <c>   concurrent POST /v1/memories (default 8)
+  --ingest-concurrency <c>   conversations written side by side (default 8)
   --markdown                 also print the tables as Markdown
   --out <dir>                where to write the JSON (default bench/results)
   --help
@@ -180,7 +180,7 @@ interface SearchAnswer {
 /**
  * Stores every turn: in chunks through POST /v1/memories/batch when the
  * server has it (probed with the first chunk; 404 means it does not), else
- * one POST /v1/memories each with bounded concurrency.
+ * one POST /v1/memories each, conversations side by side (up to `concurrency`).
  */
 async function ingest(b: Backend, memories: readonly TurnMemory[], concurrency: number): Promise<IngestStats> {
   const latencies: number[] = [];
@@ -221,13 +221,23 @@ async function ingest(b: Backend, memories: readonly TurnMemory[], concurrency: 
     }
   } else {
     const tick = progress(memories.length, 10, report);
-    await runPool(memories.length, concurrency, async (i) => {
-      const r = await postJson(`${b.url}/v1/memories`, b.apiKey, memories[i]);
-      latencies.push(r.ms);
-      if (r.status === 201) created += 1;
-      else if (r.status === 200) deduplicated += 1;
-      else fail('POST /v1/memories', r.status, r.body, 1);
-      tick();
+    // A conversation is written in dialogue order, as a live chat would be
+    // (neighbouring turns are found in write order); conversations run side by side.
+    const byConversation = new Map<string, TurnMemory[]>();
+    for (const m of memories) {
+      const key = m.scope.user;
+      byConversation.set(key, [...(byConversation.get(key) ?? []), m]);
+    }
+    const conversations = [...byConversation.values()];
+    await runPool(conversations.length, concurrency, async (c) => {
+      for (const m of conversations[c] ?? []) {
+        const r = await postJson(`${b.url}/v1/memories`, b.apiKey, m);
+        latencies.push(r.ms);
+        if (r.status === 201) created += 1;
+        else if (r.status === 200) deduplicated += 1;
+        else fail('POST /v1/memories', r.status, r.body, 1);
+        tick();
+      }
     });
   }
   const wallMs = performance.now() - t0;
@@ -402,7 +412,7 @@ async function benchBackend(
     }
   }
   log(`${name}: starting server`);
-  const b = await startBackend(name, { databaseUrl, valkeyUrl: undefined, env: {} });
+  const b = await startBackend(name, { databaseUrl, valkeyUrl: undefined, env: searchTuningEnv() });
   active = b;
   try {
     log(`${name}: listening on ${b.url}${b.database === undefined ? '' : `, database ${b.database}`}`);
@@ -550,3 +560,10 @@ runBench({
     await active?.close();
   },
 });
+
+/** SEARCH_* settings of this process (e.g. SEARCH_VECTOR_WEIGHT) go to the servers, so a run can compare tunings. */
+function searchTuningEnv(): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(process.env).filter((e): e is [string, string] => e[0].startsWith('SEARCH_') && e[1] !== undefined),
+  );
+}

@@ -31,7 +31,7 @@ import { LocalRepoWorkspace } from './code/local-workspace.ts';
 import { createParserPool } from './code/parser-pool.ts';
 import { createTreeSitterParser } from './code/tree-sitter-parser.ts';
 import { JobWorker } from './domain/jobs/job.worker.ts';
-import { SearchService } from './domain/search/search.service.ts';
+import { SearchService, defaultSearchWeights } from './domain/search/search.service.ts';
 import { ApiKeyService } from './domain/tenancy/api-key.service.ts';
 import { createEmbedder } from './embed/create-embedder.ts';
 import { ResilientEmbedder } from './embed/resilient-embedder.ts';
@@ -288,14 +288,13 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
         dimension: embedder.dimension,
       });
     }
-    const ranker = await system.lexicalRanker().catch(() => 'ts_rank_cd' as const);
     const canActAsSystem = await system.canActAsSystem().catch(() => false);
     if (!canActAsSystem) {
       log.warn(
         'the database user is not a member of engram_system: full-text search cannot use its GIN index under RLS (see docs/deployment.md)',
       );
     }
-    const tenantDb = new PgTenantDb(appDb, { hasBm25: () => ranker === 'bm25', canActAsSystem });
+    const tenantDb = new PgTenantDb(appDb, { canActAsSystem });
     const onEmbedError = (e: unknown) =>
       log.warn({ err: (e as Error).message }, 'embedding failed; vector signal degraded');
     const memories = new MemoryService({
@@ -306,7 +305,22 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       embedJobMaxAttempts: config.jobs.maxAttempts,
     });
     const graph = new GraphService({ tenantDb, embedder, onEmbedError });
-    const search = new SearchService({ tenantDb, system, embedder, limits: config.limits, onEmbedError });
+    const weights = defaultSearchWeights(embedder.provider);
+    const search = new SearchService({
+      tenantDb,
+      system,
+      embedder,
+      limits: config.limits,
+      options: {
+        weights: {
+          ...weights,
+          vector: config.search.vectorWeight ?? weights.vector,
+          context: config.search.contextWeight,
+        },
+        neighbourWindowSeconds: config.search.neighbourWindowSeconds,
+      },
+      onEmbedError,
+    });
     const apiKeys = new ApiKeyService({ tenantDb, system });
     const orgs = new OrgService({ system, residency: config.residency });
     const audit = new AuditService({ tenantDb, system, onRecordFailure: () => metrics.auditAppendFailures.inc() });

@@ -103,6 +103,10 @@ const envSchema = z.object({
   BODY_LIMIT_BYTES: intFrom(1_048_576, 1024, 104_857_600),
   SEARCH_MAX_QUERY_CHARS: intFrom(2_000, 1, 100_000),
   SEARCH_MAX_LIMIT: intFrom(100, 1, 1000),
+  /** Hybrid search weights; unset: by embedder kind (docs/search.md). */
+  SEARCH_VECTOR_WEIGHT: z.coerce.number().min(0).max(100).optional(),
+  SEARCH_CONTEXT_WEIGHT: z.coerce.number().min(0).max(10).default(0.2),
+  SEARCH_NEIGHBOUR_WINDOW_S: intFrom(3_600, 0, 31_536_000),
   MEMORY_MAX_CONTENT_CHARS: intFrom(100_000, 1, 10_000_000),
   REEMBED_INTERVAL_MS: intFrom(30_000, 0, 86_400_000),
   JOBS_CONCURRENCY: intFrom(2, 0, 256),
@@ -163,6 +167,15 @@ const envSchema = z.object({
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
+/** Hybrid memory search tuning (docs/search.md). */
+export interface SearchConfig {
+  /** Weight of the vector signal next to BM25's 1; undefined: 0.05 with the builtin embedder, 1 with a model. */
+  readonly vectorWeight: number | undefined;
+  /** Share of a lexical hit's score given to its neighbouring turns. */
+  readonly contextWeight: number;
+  readonly neighbourWindowSeconds: number;
+}
+
 export interface Config {
   readonly host: string;
   readonly port: number;
@@ -186,6 +199,7 @@ export interface Config {
     readonly searchLimit: number;
     readonly memoryContentChars: number;
   };
+  readonly search: SearchConfig;
   readonly reembedIntervalMs: number;
   readonly jobs: JobsConfig;
   readonly code: CodeConfig;
@@ -504,6 +518,11 @@ export function loadConfig(env: Env = process.env): Config {
       searchQueryChars: e.SEARCH_MAX_QUERY_CHARS,
       searchLimit: e.SEARCH_MAX_LIMIT,
       memoryContentChars: e.MEMORY_MAX_CONTENT_CHARS,
+    }),
+    search: Object.freeze({
+      vectorWeight: e.SEARCH_VECTOR_WEIGHT,
+      contextWeight: e.SEARCH_CONTEXT_WEIGHT,
+      neighbourWindowSeconds: e.SEARCH_NEIGHBOUR_WINDOW_S,
     }),
     reembedIntervalMs: e.REEMBED_INTERVAL_MS,
     jobs: Object.freeze({

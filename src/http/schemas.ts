@@ -144,11 +144,13 @@ export const searchResponse = z.object({
     z.object({
       memory: memorySchema,
       score: z.number(),
-      signals: z.object({ lexical: signalScore.optional(), vector: signalScore.optional() }),
+      signals: z
+        .object({ lexical: signalScore.optional(), vector: signalScore.optional(), context: signalScore.optional() })
+        .describe('Which signals found the hit, with its rank and raw score in each (context: next to a lexical hit)'),
     }),
   ),
   mode: z.enum(['lexical', 'vector', 'hybrid']),
-  degraded: z.array(z.enum(['lexical', 'vector'])),
+  degraded: z.array(z.enum(['lexical', 'vector', 'context'])),
   degradedReasons: z
     .object({
       lexical: z.object({ code: z.string(), message: z.string() }).optional(),

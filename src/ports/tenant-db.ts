@@ -87,6 +87,14 @@ export interface LexicalQuery {
   readonly filter?: MemoryFilter | undefined;
 }
 
+/** The memories written just before and after each of `ids` in its scope. */
+export interface NeighbourQuery {
+  readonly ids: readonly string[];
+  readonly filter?: MemoryFilter | undefined;
+  /** Neighbours whose event time (validFrom, else createdAt) is further away are not neighbours. */
+  readonly windowSeconds: number;
+}
+
 /** Storage of memories, their history and vectors, inside one org. */
 export interface MemoryStore {
   /** Inserts unless the same content exists in the same scope; then returns that one. */
@@ -113,8 +121,18 @@ export interface MemoryStore {
     model: string,
     limit: number,
   ): Promise<Array<{ id: string; content: string; contentHash: string }>>;
+  /**
+   * BM25 over the org's own statistics (IDF and length normalisation from
+   * this org's memories only), best first; only memories matching a term.
+   */
   searchLexical(q: LexicalQuery): Promise<RankedMemory[]>;
   searchVector(q: VectorQuery): Promise<RankedMemory[]>;
+  /**
+   * For each id, the previous and next memory of the same scope in write
+   * order, if it passes the filter and lies within the time window: the
+   * conversation around a hit.
+   */
+  findNeighbours(q: NeighbourQuery): Promise<Array<{ of: string; memory: Memory }>>;
 }
 
 /** A stored graph entity with its observations in insertion order. */

@@ -221,7 +221,7 @@ describe(`code intelligence (${backend})`, () => {
     });
 
     it('leaves the counts out while a run is indexing, and only then', async () => {
-      const tenant = new PgTenantDb(t.engram.database.db, { hasBm25: () => false, canActAsSystem: false });
+      const tenant = new PgTenantDb(t.engram.database.db, { canActAsSystem: false });
       const setStatus = (status: 'indexing' | 'indexed') =>
         tenant.withTenant(a.orgId, ({ code }) => code.updateRepo(libId, { status }));
       await setStatus('indexing');

@@ -87,7 +87,7 @@ describe(`background jobs (${backend})`, () => {
     expect(await jobsOf(org)).toHaveLength(1);
 
     // A transaction that fails after enqueuing leaves neither the memory nor the job.
-    const tenantDb = new PgTenantDb(t.engram.database.db, { hasBm25: () => false, canActAsSystem: false });
+    const tenantDb = new PgTenantDb(t.engram.database.db, { canActAsSystem: false });
     await expect(
       tenantDb.withTenant(org.orgId, async ({ memories, jobs }) => {
         await memories.insertMemory({
@@ -327,7 +327,7 @@ describe(`background jobs (${backend})`, () => {
 
   it('never hands one job to two workers claiming at the same time', async () => {
     const org = await t.makeOrg();
-    const tenantDb = new PgTenantDb(t.engram.database.db, { hasBm25: () => false, canActAsSystem: false });
+    const tenantDb = new PgTenantDb(t.engram.database.db, { canActAsSystem: false });
     const ids = await tenantDb.withTenant(org.orgId, async ({ jobs }) => {
       const out: string[] = [];
       for (let i = 0; i < 6; i++) {
@@ -419,7 +419,7 @@ describe(`background jobs (${backend})`, () => {
       });
     };
     const enqueueBlocking = async (): Promise<Job> => {
-      const tenantDb = new PgTenantDb(t.engram.database.db, { hasBm25: () => false, canActAsSystem: false });
+      const tenantDb = new PgTenantDb(t.engram.database.db, { canActAsSystem: false });
       return tenantDb.withTenant(org.orgId, ({ jobs }) =>
         jobs.insertJob({ id: crypto.randomUUID(), kind: blockKind, payload: {}, maxAttempts: 3 }),
       );

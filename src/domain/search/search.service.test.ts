@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Memory } from '../memory/memory.types.ts';
-import { RRF_K, fuse, queryTerms } from './search.service.ts';
-import type { RankedMemory } from './search.types.ts';
+import { RRF_K, contextBoosts, fuseRanked, fuseScores, queryTerms } from './search.service.ts';
 
 const memory = (id: string): Memory => ({
   id,
@@ -17,12 +16,6 @@ const memory = (id: string): Memory => ({
   createdAt: new Date('2025-01-01T00:00:00Z'),
   updatedAt: new Date('2025-01-01T00:00:00Z'),
 });
-
-/** A ranked list from ids, best first, with descending raw scores. */
-const ranked = (ids: string[], top = 10): RankedMemory[] =>
-  ids.map((id, i) => ({ memory: memory(id), score: top - i }));
-
-const rrf = (...ranks: number[]) => ranks.reduce((sum, rank) => sum + 1 / (60 + rank), 0);
 
 describe(queryTerms.name, () => {
   it('returns lower-cased terms', () => {
@@ -80,38 +73,89 @@ describe(queryTerms.name, () => {
   });
 });
 
-describe(fuse.name, () => {
-  it('uses the standard RRF constant of 60', () => {
+const W = { lexical: 1, vector: 0.5, context: 0.2 };
+const scored = (pairs: Array<[string, number]>) => pairs.map(([id, score]) => ({ memory: memory(id), score }));
+
+describe(fuseRanked.name, () => {
+  it('uses the standard RRF constant of 60 and sums w/(60 + rank) over the lists', () => {
     expect(RRF_K).toBe(60);
+    const items = (ids: string[]) => ids.map((id) => ({ item: memory(id), score: 1 }));
+    const hits = fuseRanked({ lexical: items(['a', 'c']), vector: items(['c']) }, (m) => m.id, 10);
+    const score = Object.fromEntries(hits.map((h) => [h.item.id, h.score]));
+    expect(score.a).toBeCloseTo(1 / 61, 12);
+    expect(score.c).toBeCloseTo(1 / 62 + 1 / 61, 12);
   });
+});
 
-  it('returns a higher score for a document found by both signals than for one found by one at the same rank', () => {
-    const hits = fuse({ lexical: ranked(['lexOnly', 'both']), vector: ranked(['both', 'vecOnly']) }, 10);
-    expect(hits.map((h) => h.memory.id)[0]).toBe('both');
-    const score = Object.fromEntries(hits.map((h) => [h.memory.id, h.score]));
-    expect(score.both).toBeGreaterThan(score.lexOnly ?? Infinity);
-    expect(score.both).toBeGreaterThan(score.vecOnly ?? Infinity);
-  });
-
-  it('returns scores as the sum of 1/(60 + rank) over the signals', () => {
-    const hits = fuse({ lexical: ranked(['a', 'b', 'c']), vector: ranked(['c', 'd']) }, 10);
-    const score = Object.fromEntries(hits.map((h) => [h.memory.id, h.score]));
-    expect(score.a).toBeCloseTo(rrf(1), 12);
-    expect(score.b).toBeCloseTo(rrf(2), 12);
-    expect(score.c).toBeCloseTo(rrf(3, 1), 12);
-    expect(score.d).toBeCloseTo(rrf(2), 12);
-    expect(hits.map((h) => h.memory.id)).toEqual(['c', 'a', expect.any(String), expect.any(String)]);
-  });
-
-  it("returns each hit with both signals' ranks and raw scores, and only the signals that found it", () => {
-    const hits = fuse(
+describe(fuseScores.name, () => {
+  it('ranks a clear lexical winner first even when the weak vector signal prefers another', () => {
+    // Rank fusion would tie these two; scores keep BM25's margin.
+    const hits = fuseScores(
       {
-        lexical: [
-          { memory: memory('a'), score: 7.5 },
-          { memory: memory('b'), score: 3.25 },
-        ],
-        vector: [{ memory: memory('b'), score: 0.91 }],
+        lexical: scored([
+          ['strong', 10],
+          ['weak', 1],
+        ]),
+        vector: scored([
+          ['weak', 0.51],
+          ['strong', 0.5],
+        ]),
       },
+      { ...W, vector: 0.05 },
+      10,
+    );
+    expect(hits.map((h) => h.memory.id)).toEqual(['strong', 'weak']);
+  });
+
+  it('lets a strong vector signal lift a hit that lexical missed', () => {
+    const hits = fuseScores(
+      {
+        lexical: scored([
+          ['a', 5],
+          ['b', 4.9],
+        ]),
+        vector: scored([
+          ['c', 0.9],
+          ['a', 0.2],
+          ['b', 0.1],
+        ]),
+      },
+      { ...W, vector: 1 },
+      10,
+    );
+    expect(hits[0]?.memory.id).toBe('a');
+    expect(hits.map((h) => h.memory.id)).toContain('c');
+    expect(hits.findIndex((h) => h.memory.id === 'c')).toBeLessThan(hits.findIndex((h) => h.memory.id === 'b'));
+  });
+
+  it('adds context to lexical in the same BM25 units', () => {
+    // b's own BM25 plus its neighbour's share beats a, which has no neighbour.
+    const hits = fuseScores(
+      {
+        lexical: scored([
+          ['a', 5],
+          ['b', 4.5],
+        ]),
+        context: scored([['b', 1]]),
+      },
+      W,
+      10,
+    );
+    expect(hits.map((h) => h.memory.id)).toEqual(['b', 'a']);
+    expect(hits[0]?.score).toBeCloseTo(1, 12);
+    expect(hits[1]?.score).toBeCloseTo(5 / 5.5, 12);
+  });
+
+  it("returns each hit with every signal's rank and raw score, and only the signals that found it", () => {
+    const hits = fuseScores(
+      {
+        lexical: scored([
+          ['a', 7.5],
+          ['b', 3.25],
+        ]),
+        vector: scored([['b', 0.91]]),
+      },
+      W,
       10,
     );
     const byId = Object.fromEntries(hits.map((h) => [h.memory.id, h]));
@@ -120,41 +164,50 @@ describe(fuse.name, () => {
     expect(byId.a?.memory).toEqual(memory('a'));
   });
 
-  it('returns ranks fused by position, not by raw score', () => {
-    // Raw scores of different signals are not comparable; only ranks count.
-    const hits = fuse(
+  it('returns at most `limit` hits sorted by descending score, ties to the newer id', () => {
+    const hits = fuseScores(
       {
-        lexical: [{ memory: memory('a'), score: 0.001 }],
-        vector: [
-          { memory: memory('b'), score: 0.002 },
-          { memory: memory('c'), score: 1_000_000 },
-        ],
+        lexical: scored([
+          ['a', 1],
+          ['c', 1],
+          ['b', 1],
+          ['d', 0.5],
+        ]),
       },
-      10,
+      W,
+      3,
     );
-    expect(hits.map((h) => h.memory.id).at(-1)).toBe('c');
-  });
-
-  it('returns at most `limit` hits, the best ones', () => {
-    const hits = fuse({ lexical: ranked(['a', 'b', 'c', 'd', 'e']), vector: ranked(['e', 'd']) }, 3);
-    expect(hits).toHaveLength(3);
-    expect(hits.map((h) => h.memory.id)).toEqual(['e', 'd', 'a']);
-  });
-
-  it('returns hits sorted by descending score', () => {
-    const hits = fuse({ lexical: ranked(['a', 'b', 'c', 'd']), vector: ranked(['d', 'x', 'c']) }, 10);
-    const scores = hits.map((h) => h.score);
-    expect(scores).toEqual([...scores].sort((x, y) => y - x));
-  });
-
-  it('returns the single signal ranking when only one list is given', () => {
-    const hits = fuse({ vector: ranked(['a', 'b', 'c']) }, 10);
-    expect(hits.map((h) => h.memory.id)).toEqual(['a', 'b', 'c']);
-    expect(hits.every((h) => h.signals.lexical === undefined)).toBe(true);
+    expect(hits.map((h) => h.memory.id)).toEqual(['c', 'b', 'a']);
   });
 
   it('returns no hits for empty lists', () => {
-    expect(fuse({}, 10)).toEqual([]);
-    expect(fuse({ lexical: [], vector: [] }, 10)).toEqual([]);
+    expect(fuseScores({}, W, 10)).toEqual([]);
+    expect(fuseScores({ lexical: [], vector: [] }, W, 10)).toEqual([]);
+  });
+});
+
+describe(contextBoosts.name, () => {
+  it("gives each neighbour the weight times its hit's score, keeping the best share", () => {
+    const boosts = contextBoosts(
+      scored([
+        ['hit1', 10],
+        ['hit2', 4],
+      ]),
+      [
+        { of: 'hit1', memory: memory('n1') },
+        { of: 'hit2', memory: memory('n1') },
+        { of: 'hit2', memory: memory('n2') },
+        { of: 'hit1', memory: memory('hit2') },
+      ],
+      0.2,
+    );
+    // Equal boosts go to the newer (greater) id first.
+    expect(boosts.map((b) => b.memory.id)).toEqual(['n1', 'hit2', 'n2']);
+    expect(boosts.map((b) => b.score)).toEqual([2, 2, expect.closeTo(0.8, 12)]);
+  });
+
+  it('gives nothing with weight 0 or for a neighbour of an unknown hit', () => {
+    expect(contextBoosts(scored([['h', 3]]), [{ of: 'h', memory: memory('n') }], 0)).toEqual([]);
+    expect(contextBoosts(scored([['h', 3]]), [{ of: 'other', memory: memory('n') }], 0.2)).toEqual([]);
   });
 });

@@ -1,7 +1,11 @@
 import type { Memory, MemoryFilter } from '../memory/memory.types.ts';
 
 export type SearchMode = 'lexical' | 'vector' | 'hybrid';
-export type Signal = 'lexical' | 'vector';
+/**
+ * What found a hit: BM25 (`lexical`), the embedder (`vector`), or being the
+ * turn next to a lexical hit in the same conversation (`context`).
+ */
+export type Signal = 'lexical' | 'vector' | 'context';
 
 export interface SearchRequest {
   readonly query: string;
@@ -18,7 +22,7 @@ export interface SignalScore {
 
 export interface SearchHit {
   readonly memory: Memory;
-  /** Final score: the signal's score for single-signal modes, the RRF sum for hybrid. */
+  /** Final score: the signal's score for single-signal modes, the fused score (0 to about 1 + weights) for hybrid. */
   readonly score: number;
   readonly signals: Partial<Record<Signal, SignalScore>>;
 }
@@ -35,6 +39,7 @@ export interface SearchResult {
   readonly degraded: readonly Signal[];
   /** Why each degraded signal is missing: an error code and a message safe to show. */
   readonly degradedReasons: Partial<Record<Signal, DegradedReason>>;
+  /** Always `bm25` for memories since migration 0017 (kept for clients that read it). */
   readonly lexicalRanker: 'bm25' | 'ts_rank_cd';
   readonly model: string;
 }
