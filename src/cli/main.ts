@@ -456,12 +456,13 @@ export function buildCli(): Command {
   orgs
     .command('quotas <slug>')
     .description(
-      'Show an org’s rate limits (requests per minute per route class); with options, set them (`default` clears one)',
+      'Show an org’s rate limits (per minute per route class: requests, or items for import); with options, set them (`default` clears one)',
     )
     .option('--read <n>', 'GET routes')
     .option('--write <n>', 'writes (POST/PATCH/DELETE)')
     .option('--search <n>', 'search and MCP')
     .option('--admin <n>', 'admin, audit and ops routes')
+    .option('--import <n>', 'memories (not requests) per minute through POST /v1/memories/batch')
     .action(async (slug: string, o: Partial<Record<RateClass, string>>) =>
       withStore(config(), 'orgs quotas', async (engram) => {
         const org = await engram.orgs.resolve(slug);

@@ -150,6 +150,8 @@ const envSchema = z.object({
   RATE_LIMIT_WRITE_PER_MIN: intFrom(600, 1, 1_000_000),
   RATE_LIMIT_SEARCH_PER_MIN: intFrom(600, 1, 1_000_000),
   RATE_LIMIT_ADMIN_PER_MIN: intFrom(120, 1, 1_000_000),
+  // Items, not requests: a full batch of 1,000 costs 1,000.
+  RATE_LIMIT_IMPORT_PER_MIN: intFrom(60_000, 1, 1_000_000),
   RATE_LIMIT_BURST_SECONDS: intFrom(15, 1, 3600),
   METRICS_PUBLIC: boolFrom(false),
   NODE_ENV: z.string().optional(),
@@ -214,6 +216,8 @@ export interface Config {
       readonly write: number;
       readonly search: number;
       readonly admin: number;
+      /** Items (memories) per minute through the bulk write, not requests. */
+      readonly import: number;
     };
     readonly burstSeconds: number;
   };
@@ -576,6 +580,7 @@ export function loadConfig(env: Env = process.env): Config {
         write: e.RATE_LIMIT_WRITE_PER_MIN,
         search: e.RATE_LIMIT_SEARCH_PER_MIN,
         admin: e.RATE_LIMIT_ADMIN_PER_MIN,
+        import: e.RATE_LIMIT_IMPORT_PER_MIN,
       }),
       burstSeconds: e.RATE_LIMIT_BURST_SECONDS,
     }),

@@ -648,6 +648,7 @@ const toOrgQuotas = (r: Selectable<OrgQuotasTable>): OrgQuotas => ({
   write: r.write_per_min,
   search: r.search_per_min,
   admin: r.admin_per_min,
+  import: r.import_per_min,
 });
 
 export class PgSystemStore implements SystemStore {
@@ -753,6 +754,7 @@ export class PgSystemStore implements SystemStore {
       write_per_min: q.write,
       search_per_min: q.search,
       admin_per_min: q.admin,
+      import_per_min: q.import,
     };
     const r = await guard(() =>
       this.adminDb
