@@ -15,9 +15,9 @@ import { QuotaService } from './domain/tenancy/quota.service.ts';
 import { redactedSummary, type Config } from './config/config.ts';
 import { MemoryService } from './domain/memory/memory.service.ts';
 import { ReembedService } from './domain/memory/reembed.service.ts';
-import { embedMemoryHandler } from './domain/jobs/embed-memory.handler.ts';
+import { embedMemoriesHandler, embedMemoryHandler } from './domain/jobs/embed-memory.handler.ts';
 import { JobService } from './domain/jobs/job.service.ts';
-import { EMBED_MEMORY } from './domain/jobs/job.types.ts';
+import { EMBED_MEMORIES, EMBED_MEMORY } from './domain/jobs/job.types.ts';
 import { CodeIndexer } from './domain/code/code-indexer.ts';
 import { CodeGraphService } from './domain/code/code-graph.service.ts';
 import { CodeQueryService } from './domain/code/code-query.service.ts';
@@ -304,6 +304,8 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       limits: config.limits,
       onEmbedError,
       embedJobMaxAttempts: config.jobs.maxAttempts,
+      // Bulk writes defer their vectors to jobs: start on them now, not at the next poll.
+      onQueued: () => worker.poke(),
     });
     const graph = new GraphService({ tenantDb, embedder, onEmbedError });
     const search = new SearchService({ tenantDb, system, embedder, limits: config.limits, onEmbedError });
@@ -372,6 +374,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       queue: jobQueue,
       handlers: new Map([
         [EMBED_MEMORY, embedMemoryHandler({ tenantDb, embedder })],
+        [EMBED_MEMORIES, embedMemoriesHandler({ tenantDb, embedder })],
         // A successful index run queues the (re)chunking of what changed for code search.
         [INDEX_REPO, chunker.afterIndexing(indexer.handler())],
         [INDEX_CODE_CHUNKS, chunker.handler()],
@@ -383,7 +386,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       backoff: { baseMs: config.jobs.backoffBaseMs, maxMs: config.jobs.backoffMaxMs },
       retentionMs: config.jobs.retentionMs,
       // While the embedder's circuit is open, embed jobs wait instead of spending attempts.
-      isPaused: (kind) => kind === EMBED_MEMORY && !embedder.acceptsCalls,
+      isPaused: (kind) => (kind === EMBED_MEMORY || kind === EMBED_MEMORIES) && !embedder.acceptsCalls,
       onOutcome: (job, outcome, err) => {
         metrics.jobsProcessed.inc({ kind: job.kind, result: outcome });
         const fields = { jobId: job.id, orgId: job.orgId, kind: job.kind, attempt: job.attempts };
@@ -634,6 +637,7 @@ export function appDeps(engram: Engram, health: Health, log?: Logger): AppDeps {
       ...(log === undefined ? {} : { log }),
     },
     bodyLimit: config.limits.bodyBytes,
+    batchBodyLimit: config.limits.batchBodyBytes,
     http: config.http,
     publicUrl: config.auth.publicUrl,
     auditReads: config.auditReads,

@@ -101,6 +101,7 @@ const envSchema = z.object({
   OPENAI_BASE_URL: optionalUrl(['http:', 'https:']),
   OPENAI_API_KEY: z.string().min(1).optional(),
   BODY_LIMIT_BYTES: intFrom(1_048_576, 1024, 104_857_600),
+  BATCH_BODY_LIMIT_BYTES: intFrom(16_777_216, 1024, 1_073_741_824),
   SEARCH_MAX_QUERY_CHARS: intFrom(2_000, 1, 100_000),
   SEARCH_MAX_LIMIT: intFrom(100, 1, 1000),
   MEMORY_MAX_CONTENT_CHARS: intFrom(100_000, 1, 10_000_000),
@@ -184,6 +185,8 @@ export interface Config {
   readonly resilience: ResilienceConfig;
   readonly limits: {
     readonly bodyBytes: number;
+    /** Body limit of the bulk write (POST /v1/memories/batch), which carries up to 1,000 memories. */
+    readonly batchBodyBytes: number;
     readonly searchQueryChars: number;
     readonly searchLimit: number;
     readonly memoryContentChars: number;
@@ -505,6 +508,7 @@ export function loadConfig(env: Env = process.env): Config {
     }),
     limits: Object.freeze({
       bodyBytes: e.BODY_LIMIT_BYTES,
+      batchBodyBytes: e.BATCH_BODY_LIMIT_BYTES,
       searchQueryChars: e.SEARCH_MAX_QUERY_CHARS,
       searchLimit: e.SEARCH_MAX_LIMIT,
       memoryContentChars: e.MEMORY_MAX_CONTENT_CHARS,
