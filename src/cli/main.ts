@@ -16,6 +16,7 @@ import { DataDirLock, readLock } from '../storage/local/data-dir-lock.ts';
 import { openDatabase } from '../storage/postgres/database.ts';
 import { Migrator, migrationLabel } from '../storage/postgres/migrator.ts';
 import { auditCli, readKey, withStore, withTarget, type Target } from './target.ts';
+import { importCommand } from './import.ts';
 import { reposCommand } from './repos.ts';
 
 const out = (s: string): void => {
@@ -578,6 +579,7 @@ export function buildCli(): Command {
         out(`re-driven ${r.requeued} dead job(s)`);
       });
     });
+  program.addCommand(importCommand(onTarget, orgOpt));
   program.addCommand(reposCommand(onTarget, orgOpt));
   return program;
 }
