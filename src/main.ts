@@ -30,6 +30,7 @@ import { createCodeAnalysis } from './code/code-analysis.ts';
 import { LocalRepoWorkspace } from './code/local-workspace.ts';
 import { createParserPool } from './code/parser-pool.ts';
 import { createTreeSitterParser } from './code/tree-sitter-parser.ts';
+import { ImportWindow } from './domain/jobs/import-window.ts';
 import { JobWorker } from './domain/jobs/job.worker.ts';
 import { SearchService } from './domain/search/search.service.ts';
 import { ApiKeyService } from './domain/tenancy/api-key.service.ts';
@@ -298,6 +299,8 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
     const tenantDb = new PgTenantDb(appDb, { hasBm25: () => ranker === 'bm25', canActAsSystem });
     const onEmbedError = (e: unknown) =>
       log.warn({ err: (e as Error).message }, 'embedding failed; vector signal degraded');
+    // The embedded store is one session: embedding waits while an import streams in (see ImportWindow).
+    const imports = new ImportWindow({ enabled: database.kind === 'pglite' });
     const memories = new MemoryService({
       tenantDb,
       embedder,
@@ -306,6 +309,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       embedJobMaxAttempts: config.jobs.maxAttempts,
       // Bulk writes defer their vectors to jobs: start on them now, not at the next poll.
       onQueued: () => worker.poke(),
+      bulkWrites: imports,
     });
     const graph = new GraphService({ tenantDb, embedder, onEmbedError });
     const search = new SearchService({ tenantDb, system, embedder, limits: config.limits, onEmbedError });
@@ -386,7 +390,9 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       backoff: { baseMs: config.jobs.backoffBaseMs, maxMs: config.jobs.backoffMaxMs },
       retentionMs: config.jobs.retentionMs,
       // While the embedder's circuit is open, embed jobs wait instead of spending attempts.
-      isPaused: (kind) => (kind === EMBED_MEMORY || kind === EMBED_MEMORIES) && !embedder.acceptsCalls,
+      isPaused: (kind) =>
+        ((kind === EMBED_MEMORY || kind === EMBED_MEMORIES) && !embedder.acceptsCalls) ||
+        (kind === EMBED_MEMORIES && imports.active()),
       onOutcome: (job, outcome, err) => {
         metrics.jobsProcessed.inc({ kind: job.kind, result: outcome });
         const fields = { jobId: job.id, orgId: job.orgId, kind: job.kind, attempt: job.attempts };

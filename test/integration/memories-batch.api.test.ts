@@ -162,12 +162,18 @@ describe(`POST /v1/memories/batch (${backend})`, () => {
     );
     expect(queued.map((j) => j.payload.memoryIds.length).sort((a, b) => b - a)).toEqual([128, 128, 44]);
 
-    await t.engram.worker.drain();
     const ids = body.results.map((r) => r.memory?.id ?? '');
-    const stored = await sql<{ n: number }>`
-      SELECT count(*)::int AS n FROM memory_embeddings
-      WHERE org_id = ${org.orgId} AND memory_id = ANY(${ids}::uuid[])`.execute(t.engram.database.adminDb);
-    expect(stored.rows[0]?.n).toBe(300);
+    const vectors = async () =>
+      (
+        await sql<{ n: number }>`
+          SELECT count(*)::int AS n FROM memory_embeddings
+          WHERE org_id = ${org.orgId} AND memory_id = ANY(${ids}::uuid[])`.execute(t.engram.database.adminDb)
+      ).rows[0]?.n;
+    // Eventually: the embedded store lets an import finish (a second without batches) before embedding it.
+    for (let i = 0; i < 200 && (await vectors()) !== 300; i++) {
+      if ((await t.engram.worker.drain()) === 0) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(await vectors()).toBe(300);
     const vector = await search('vector');
     expect(vector.json().degraded).toEqual([]);
     expect(vector.json().results.length).toBeGreaterThan(0);

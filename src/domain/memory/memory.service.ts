@@ -65,6 +65,8 @@ export class MemoryService {
       readonly embedJobMaxAttempts?: number;
       /** Told after a write enqueued embedding jobs, so a worker can start at once. */
       readonly onQueued?: () => void;
+      /** Told when a `rememberMany` starts and ends, so background work can yield to imports. */
+      readonly bulkWrites?: { started(): void; ended(): void };
     },
   ) {}
 
@@ -121,17 +123,23 @@ export class MemoryService {
       }
     });
     let queued = false;
-    const stored =
-      rows.length === 0
-        ? []
-        : await this.deps.tenantDb.withTenant(ctx.orgId, async ({ memories, jobs }) => {
-            const written = await memories.insertMemories(rows);
-            const fresh = written.filter((w) => w.created).map((w) => w.memory.id);
-            const embedJobs = embedMemoriesJobs(fresh, this.embedJobMaxAttempts);
-            await jobs.insertJobs(embedJobs);
-            queued = embedJobs.length > 0;
-            return written;
-          });
+    this.deps.bulkWrites?.started();
+    let stored: Array<{ memory: Memory; created: boolean }>;
+    try {
+      stored =
+        rows.length === 0
+          ? []
+          : await this.deps.tenantDb.withTenant(ctx.orgId, async ({ memories, jobs }) => {
+              const written = await memories.insertMemories(rows);
+              const fresh = written.filter((w) => w.created).map((w) => w.memory.id);
+              const embedJobs = embedMemoriesJobs(fresh, this.embedJobMaxAttempts);
+              await jobs.insertJobs(embedJobs);
+              queued = embedJobs.length > 0;
+              return written;
+            });
+    } finally {
+      this.deps.bulkWrites?.ended();
+    }
     if (queued) this.deps.onQueued?.();
     const reported = new Set<number>();
     const results = slots.map((slot, index): RememberManyOutcome => {
