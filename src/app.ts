@@ -76,6 +76,8 @@ export interface AppDeps {
   /** Serve /metrics without credentials (METRICS_PUBLIC). */
   readonly metricsPublic?: boolean;
   readonly bodyLimit: number;
+  /** Body limit of POST /v1/memories/batch; default: `bodyLimit`. */
+  readonly batchBodyLimit?: number | undefined;
   readonly http: HttpConfig;
   /** External base URL (PUBLIC_URL), for DPoP `htu` behind a proxy. */
   readonly publicUrl?: string | undefined;
@@ -216,9 +218,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     }
     const e = err as { statusCode?: number; code?: string; message?: string };
     if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      return sendError(reply, req, 'PAYLOAD_TOO_LARGE', `The body is larger than ${deps.bodyLimit} bytes`, {
-        maxBytes: deps.bodyLimit,
-      });
+      // Routes may have a limit of their own (the batch write).
+      const maxBytes = req.routeOptions.bodyLimit ?? deps.bodyLimit;
+      return sendError(reply, req, 'PAYLOAD_TOO_LARGE', `The body is larger than ${maxBytes} bytes`, { maxBytes });
     }
     if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
       return sendError(reply, req, 'UNSUPPORTED_MEDIA_TYPE', 'Send JSON with Content-Type: application/json');
@@ -267,7 +269,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   if (deps.metrics !== undefined) {
     await app.register(metricsRoutes({ metrics: deps.metrics, public: deps.metricsPublic ?? false }));
   }
-  await app.register(memoryRoutes({ memories: deps.memories, search: deps.search }));
+  await app.register(
+    memoryRoutes({ memories: deps.memories, search: deps.search, batchBodyLimit: deps.batchBodyLimit }),
+  );
   await app.register(keyRoutes({ apiKeys: deps.apiKeys }));
   await app.register(auditRoutes({ audit: deps.audit }));
   if (deps.jobs !== undefined) await app.register(jobRoutes({ jobs: deps.jobs }));

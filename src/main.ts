@@ -15,9 +15,9 @@ import { QuotaService } from './domain/tenancy/quota.service.ts';
 import { redactedSummary, type Config } from './config/config.ts';
 import { MemoryService } from './domain/memory/memory.service.ts';
 import { ReembedService } from './domain/memory/reembed.service.ts';
-import { embedMemoryHandler } from './domain/jobs/embed-memory.handler.ts';
+import { embedMemoriesHandler, embedMemoryHandler } from './domain/jobs/embed-memory.handler.ts';
 import { JobService } from './domain/jobs/job.service.ts';
-import { EMBED_MEMORY } from './domain/jobs/job.types.ts';
+import { EMBED_MEMORIES, EMBED_MEMORY } from './domain/jobs/job.types.ts';
 import { CodeIndexer } from './domain/code/code-indexer.ts';
 import { CodeGraphService } from './domain/code/code-graph.service.ts';
 import { CodeQueryService } from './domain/code/code-query.service.ts';
@@ -30,6 +30,7 @@ import { createCodeAnalysis } from './code/code-analysis.ts';
 import { LocalRepoWorkspace } from './code/local-workspace.ts';
 import { createParserPool } from './code/parser-pool.ts';
 import { createTreeSitterParser } from './code/tree-sitter-parser.ts';
+import { ImportWindow } from './domain/jobs/import-window.ts';
 import { JobWorker } from './domain/jobs/job.worker.ts';
 import { SearchService, defaultSearchWeights } from './domain/search/search.service.ts';
 import { ApiKeyService } from './domain/tenancy/api-key.service.ts';
@@ -297,12 +298,17 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
     const tenantDb = new PgTenantDb(appDb, { canActAsSystem });
     const onEmbedError = (e: unknown) =>
       log.warn({ err: (e as Error).message }, 'embedding failed; vector signal degraded');
+    // The embedded store is one session: embedding waits while an import streams in (see ImportWindow).
+    const imports = new ImportWindow({ enabled: database.kind === 'pglite' });
     const memories = new MemoryService({
       tenantDb,
       embedder,
       limits: config.limits,
       onEmbedError,
       embedJobMaxAttempts: config.jobs.maxAttempts,
+      // Bulk writes defer their vectors to jobs: start on them now, not at the next poll.
+      onQueued: () => worker.poke(),
+      bulkWrites: imports,
     });
     const graph = new GraphService({ tenantDb, embedder, onEmbedError });
     const weights = defaultSearchWeights(embedder.provider);
@@ -386,6 +392,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       queue: jobQueue,
       handlers: new Map([
         [EMBED_MEMORY, embedMemoryHandler({ tenantDb, embedder })],
+        [EMBED_MEMORIES, embedMemoriesHandler({ tenantDb, embedder })],
         // A successful index run queues the (re)chunking of what changed for code search.
         [INDEX_REPO, chunker.afterIndexing(indexer.handler())],
         [INDEX_CODE_CHUNKS, chunker.handler()],
@@ -397,7 +404,9 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       backoff: { baseMs: config.jobs.backoffBaseMs, maxMs: config.jobs.backoffMaxMs },
       retentionMs: config.jobs.retentionMs,
       // While the embedder's circuit is open, embed jobs wait instead of spending attempts.
-      isPaused: (kind) => kind === EMBED_MEMORY && !embedder.acceptsCalls,
+      isPaused: (kind) =>
+        ((kind === EMBED_MEMORY || kind === EMBED_MEMORIES) && !embedder.acceptsCalls) ||
+        (kind === EMBED_MEMORIES && imports.active()),
       onOutcome: (job, outcome, err) => {
         metrics.jobsProcessed.inc({ kind: job.kind, result: outcome });
         const fields = { jobId: job.id, orgId: job.orgId, kind: job.kind, attempt: job.attempts };
@@ -648,6 +657,7 @@ export function appDeps(engram: Engram, health: Health, log?: Logger): AppDeps {
       ...(log === undefined ? {} : { log }),
     },
     bodyLimit: config.limits.bodyBytes,
+    batchBodyLimit: config.limits.batchBodyBytes,
     http: config.http,
     publicUrl: config.auth.publicUrl,
     auditReads: config.auditReads,

@@ -16,6 +16,7 @@ import { DataDirLock, readLock } from '../storage/local/data-dir-lock.ts';
 import { openDatabase } from '../storage/postgres/database.ts';
 import { Migrator, migrationLabel } from '../storage/postgres/migrator.ts';
 import { auditCli, readKey, withStore, withTarget, type Target } from './target.ts';
+import { importCommand } from './import.ts';
 import { reposCommand } from './repos.ts';
 
 const out = (s: string): void => {
@@ -456,12 +457,13 @@ export function buildCli(): Command {
   orgs
     .command('quotas <slug>')
     .description(
-      'Show an org’s rate limits (requests per minute per route class); with options, set them (`default` clears one)',
+      'Show an org’s rate limits (per minute per route class: requests, or items for import); with options, set them (`default` clears one)',
     )
     .option('--read <n>', 'GET routes')
     .option('--write <n>', 'writes (POST/PATCH/DELETE)')
     .option('--search <n>', 'search and MCP')
     .option('--admin <n>', 'admin, audit and ops routes')
+    .option('--import <n>', 'memories (not requests) per minute through POST /v1/memories/batch')
     .action(async (slug: string, o: Partial<Record<RateClass, string>>) =>
       withStore(config(), 'orgs quotas', async (engram) => {
         const org = await engram.orgs.resolve(slug);
@@ -577,6 +579,7 @@ export function buildCli(): Command {
         out(`re-driven ${r.requeued} dead job(s)`);
       });
     });
+  program.addCommand(importCommand(onTarget, orgOpt));
   program.addCommand(reposCommand(onTarget, orgOpt));
   return program;
 }

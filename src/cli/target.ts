@@ -72,6 +72,7 @@ export async function auditCli(
   orgId: string | null,
   action: string,
   resourceId: string | null,
+  details: Record<string, unknown> = {},
 ): Promise<void> {
   await engram.audit.record({
     orgId,
@@ -86,7 +87,7 @@ export async function auditCli(
     ip: null,
     userAgent: 'engram-cli',
     requestId: null,
-    details: {},
+    details,
   });
 }
 

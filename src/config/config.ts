@@ -101,6 +101,7 @@ const envSchema = z.object({
   OPENAI_BASE_URL: optionalUrl(['http:', 'https:']),
   OPENAI_API_KEY: z.string().min(1).optional(),
   BODY_LIMIT_BYTES: intFrom(1_048_576, 1024, 104_857_600),
+  BATCH_BODY_LIMIT_BYTES: intFrom(16_777_216, 1024, 1_073_741_824),
   SEARCH_MAX_QUERY_CHARS: intFrom(2_000, 1, 100_000),
   SEARCH_MAX_LIMIT: intFrom(100, 1, 1000),
   /** Hybrid search weights; unset: by embedder kind (docs/search.md). */
@@ -154,6 +155,8 @@ const envSchema = z.object({
   RATE_LIMIT_WRITE_PER_MIN: intFrom(600, 1, 1_000_000),
   RATE_LIMIT_SEARCH_PER_MIN: intFrom(600, 1, 1_000_000),
   RATE_LIMIT_ADMIN_PER_MIN: intFrom(120, 1, 1_000_000),
+  // Items, not requests: a full batch of 1,000 costs 1,000.
+  RATE_LIMIT_IMPORT_PER_MIN: intFrom(60_000, 1, 1_000_000),
   RATE_LIMIT_BURST_SECONDS: intFrom(15, 1, 3600),
   METRICS_PUBLIC: boolFrom(false),
   NODE_ENV: z.string().optional(),
@@ -195,6 +198,8 @@ export interface Config {
   readonly resilience: ResilienceConfig;
   readonly limits: {
     readonly bodyBytes: number;
+    /** Body limit of the bulk write (POST /v1/memories/batch), which carries up to 1,000 memories. */
+    readonly batchBodyBytes: number;
     readonly searchQueryChars: number;
     readonly searchLimit: number;
     readonly memoryContentChars: number;
@@ -228,6 +233,8 @@ export interface Config {
       readonly write: number;
       readonly search: number;
       readonly admin: number;
+      /** Items (memories) per minute through the bulk write, not requests. */
+      readonly import: number;
     };
     readonly burstSeconds: number;
   };
@@ -515,6 +522,7 @@ export function loadConfig(env: Env = process.env): Config {
     }),
     limits: Object.freeze({
       bodyBytes: e.BODY_LIMIT_BYTES,
+      batchBodyBytes: e.BATCH_BODY_LIMIT_BYTES,
       searchQueryChars: e.SEARCH_MAX_QUERY_CHARS,
       searchLimit: e.SEARCH_MAX_LIMIT,
       memoryContentChars: e.MEMORY_MAX_CONTENT_CHARS,
@@ -595,6 +603,7 @@ export function loadConfig(env: Env = process.env): Config {
         write: e.RATE_LIMIT_WRITE_PER_MIN,
         search: e.RATE_LIMIT_SEARCH_PER_MIN,
         admin: e.RATE_LIMIT_ADMIN_PER_MIN,
+        import: e.RATE_LIMIT_IMPORT_PER_MIN,
       }),
       burstSeconds: e.RATE_LIMIT_BURST_SECONDS,
     }),

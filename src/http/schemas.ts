@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { REMEMBER_MANY_MAX, type RememberManyResult } from '../domain/memory/memory.service.ts';
 import type { Memory, MemoryVersion } from '../domain/memory/memory.types.ts';
 import type { SearchHit } from '../domain/search/search.types.ts';
 import type { ApiKey } from '../domain/tenancy/tenancy.types.ts';
@@ -73,6 +74,47 @@ export const createMemoryBody = z.strictObject({
   source: z.string().trim().min(1).max(200).optional(),
   validFrom: isoDate.optional(),
   validTo: isoDate.optional(),
+});
+
+/** The bulk write: each item is exactly a `POST /v1/memories` body. */
+export const createMemoriesBatchBody = z.strictObject({
+  items: z
+    .array(createMemoryBody)
+    .min(1)
+    .max(REMEMBER_MANY_MAX)
+    .describe(`1 to ${REMEMBER_MANY_MAX} memories, each the body of POST /v1/memories`),
+});
+
+export const memoriesBatchResponse = z.object({
+  results: z
+    .array(
+      z.object({
+        index: z.number().int().describe('Position of the item in `items`'),
+        status: z
+          .enum(['created', 'existing', 'error'])
+          .describe('`existing`: already stored in that scope, or earlier in this batch'),
+        memory: memorySchema.optional(),
+        error: z
+          .object({ code: z.string(), message: z.string(), details: z.unknown().optional() })
+          .optional()
+          .describe('Why this item was not stored; the other items were'),
+      }),
+    )
+    .describe('One per item, in input order'),
+  created: z.number().int(),
+  existing: z.number().int(),
+  failed: z.number().int(),
+});
+
+export const presentBatch = (r: RememberManyResult): z.infer<typeof memoriesBatchResponse> => ({
+  results: r.results.map((o) =>
+    o.status === 'error'
+      ? { index: o.index, status: o.status, error: { ...o.error } }
+      : { index: o.index, status: o.status, memory: presentMemory(o.memory) },
+  ),
+  created: r.created,
+  existing: r.existing,
+  failed: r.failed,
 });
 
 export const updateMemoryBody = z

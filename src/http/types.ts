@@ -21,7 +21,13 @@ declare module 'fastify' {
      */
     audit?: 'always' | 'read';
     /** The rate-limit class, when the default (scope, URL and method) guesses wrong. */
-    rateClass?: 'read' | 'write' | 'search' | 'admin';
+    rateClass?: 'read' | 'write' | 'search' | 'admin' | 'import';
+    /**
+     * Tokens the request costs, from its validated body (e.g. the items of a
+     * batch). Such a route is charged in `preHandler`, after validation,
+     * instead of one token on arrival.
+     */
+    rateCost?: (req: FastifyRequest) => number;
   }
   interface FastifyRequest {
     ctx: RequestContext | undefined;

@@ -177,7 +177,7 @@ export function createMcpServer(ctx: RequestContext, deps: McpDeps, origin: McpO
     }
     try {
       const out = await tool.run(callCtx, parsed.data);
-      await record('success', out.resourceId ?? null, {});
+      await record('success', out.resourceId ?? null, out.auditDetails ?? {});
       return { content: [{ type: 'text', text: out.text }], structuredContent: out.structured };
     } catch (e) {
       if (isAppError(e) && (CLIENT_ERRORS.has(e.code) || SAFE_SERVER_ERRORS.has(e.code))) {

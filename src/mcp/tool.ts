@@ -15,6 +15,8 @@ export interface ToolOutput<O> {
   readonly text: string;
   /** The resource the call touched, for the audit log. */
   readonly resourceId?: string | undefined;
+  /** Facts for the call's audit entry, e.g. a batch's counts (never content). */
+  readonly auditDetails?: Record<string, unknown> | undefined;
 }
 
 /**

@@ -8,6 +8,8 @@ import type { Page } from '../domain/memory/memory.types.ts';
  */
 export interface JobStore {
   insertJob(job: NewJob): Promise<Job>;
+  /** Enqueues several jobs in one statement. */
+  insertJobs(jobs: readonly NewJob[]): Promise<void>;
   findJob(id: string): Promise<Job | undefined>;
   /** Newest first; the cursor is the previous page's `nextCursor`. */
   findJobs(filter: JobFilter, limit: number, cursor: string | null): Promise<Page<Job>>;

@@ -99,6 +99,14 @@ export interface NeighbourQuery {
 export interface MemoryStore {
   /** Inserts unless the same content exists in the same scope; then returns that one. */
   insertMemory(row: MemoryRow): Promise<{ memory: Memory; created: boolean }>;
+  /**
+   * `insertMemory` for many rows in one multi-row statement: returns one
+   * result per row, in order. Rows must not repeat a (scope, content) pair;
+   * a pair that already exists returns the stored memory with `created: false`.
+   */
+  insertMemories(rows: readonly MemoryRow[]): Promise<Array<{ memory: Memory; created: boolean }>>;
+  /** The memories with these ids that exist, in no particular order. */
+  findMemoriesByIds(ids: readonly string[]): Promise<Memory[]>;
   findMemory(id: string): Promise<Memory | undefined>;
   findMemories(filter: MemoryFilter, limit: number, cursor: string | null): Promise<Page<Memory>>;
   /** Archives the current version and applies the patch; undefined when not found. */
@@ -116,6 +124,8 @@ export interface MemoryStore {
    * false when the memory was deleted or changed meanwhile.
    */
   upsertEmbeddingIfCurrent(row: EmbeddingRow): Promise<boolean>;
+  /** `upsertEmbeddingIfCurrent` for many rows at once; returns how many were stored. */
+  upsertEmbeddingsIfCurrent(rows: readonly EmbeddingRow[]): Promise<number>;
   /** Memories with no vector for `model`, or one computed from older content. */
   findMissingEmbeddings(
     model: string,
@@ -288,7 +298,7 @@ export interface SystemStore {
   findApiKeyByPrefix(prefix: string): Promise<ApiKeyCredential | undefined>;
   /** An org's rate-limit overrides; undefined when it has none. */
   findOrgQuotas(orgId: string): Promise<OrgQuotas | undefined>;
-  /** Replaces an org's rate-limit overrides (all four classes; null: the default). */
+  /** Replaces an org's rate-limit overrides (every class; null: the default). */
   upsertOrgQuotas(orgId: string, quotas: OrgQuotas): Promise<OrgQuotas>;
   /** Registers a model and makes sure its vector index exists; throws on a dimension mismatch. */
   registerEmbeddingModel(model: { name: string; provider: string; dimension: number }): Promise<void>;

@@ -6,7 +6,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backend, createTestEngram, type TestEngram, type TestOrg } from '../helpers/test-engram.ts';
 import { dpopClient, jwtEnv, mintToken, signingKey, TEST_PUBLIC_URL, type SigningKey } from '../helpers/tokens.ts';
 
-const MEMORY_TOOLS = ['forget', 'get_memory', 'list_memories', 'memory_history', 'recall', 'remember', 'update_memory'];
+const MEMORY_TOOLS = [
+  'forget',
+  'get_memory',
+  'list_memories',
+  'memory_history',
+  'recall',
+  'remember',
+  'remember_many',
+  'update_memory',
+];
 const GRAPH_TOOLS = [
   'add_observations',
   'create_entities',

@@ -40,7 +40,7 @@ if (valkeyUrl !== undefined && valkeyUrl !== '') {
 }
 
 // One request per minute sustained, with a burst of three: nothing refills during a test.
-const DEFAULTS = { read: 1, write: 1, search: 1, admin: 1 };
+const DEFAULTS = { read: 1, write: 1, search: 1, admin: 1, import: 1 };
 const BURST_SECONDS = 180;
 
 const ctxFor = (orgId: string): RequestContext => ({
@@ -186,6 +186,7 @@ describe(`installRateLimit (${backend})`, () => {
         write: null,
         search: null,
         admin: null,
+        import: null,
       });
       const codes: number[] = [];
       for (let i = 0; i < 7; i++) codes.push((await get('/v1/memories', generous)).statusCode);
@@ -256,7 +257,7 @@ describe(`${QuotaService.name} (${backend})`, () => {
   const service = () =>
     new QuotaService({
       system: t.engram.system,
-      defaults: { read: 1200, write: 600, search: 600, admin: 120 },
+      defaults: { read: 1200, write: 600, search: 600, admin: 120, import: 60_000 },
       burstSeconds: 15,
     });
 
@@ -277,6 +278,7 @@ describe(`${QuotaService.name} (${backend})`, () => {
       write: 30,
       search: null,
       admin: 10,
+      import: null,
     });
     expect((await s.limitFor(org.orgId, 'read')).perMinute).toBe(1200);
     expect((await s.limitFor(org.orgId, 'write')).perMinute).toBe(30);
@@ -287,7 +289,7 @@ describe(`${QuotaService.name} (${backend})`, () => {
     let now = 0;
     const reader = new QuotaService({
       system: t.engram.system,
-      defaults: { read: 1200, write: 600, search: 600, admin: 120 },
+      defaults: { read: 1200, write: 600, search: 600, admin: 120, import: 60_000 },
       burstSeconds: 15,
       now: () => now,
     });

@@ -52,3 +52,15 @@ export const EMBED_MEMORY = 'embed_memory';
 export interface EmbedMemoryPayload {
   readonly memoryId: string;
 }
+
+/**
+ * Embeds a batch of memories with the current model: `{ memoryIds }` (at
+ * most {@link EMBED_MEMORIES_MAX_IDS}). Bulk writes enqueue one per chunk
+ * instead of one `embed_memory` per memory.
+ */
+export const EMBED_MEMORIES = 'embed_memories';
+export interface EmbedMemoriesPayload {
+  readonly memoryIds: readonly string[];
+}
+/** Memories per `embed_memories` job: four embedder round trips of 32, one short write. */
+export const EMBED_MEMORIES_MAX_IDS = 128;

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
-import { AppError, errors } from '../../errors.ts';
+import { AppError, errors, type ErrorCode } from '../../errors.ts';
 import type { Embedder } from '../../ports/embedder.ts';
-import type { TenantDb } from '../../ports/tenant-db.ts';
-import { embedMemoryJob } from '../jobs/embed-memory.handler.ts';
+import type { MemoryRow, TenantDb } from '../../ports/tenant-db.ts';
+import { embedMemoriesJobs, embedMemoryJob } from '../jobs/embed-memory.handler.ts';
 import type { RequestContext } from '../tenancy/tenancy.types.ts';
 import type { Memory, MemoryFilter, MemoryPatch, MemoryScope, MemoryVersion, NewMemory, Page } from './memory.types.ts';
 
@@ -17,6 +17,31 @@ export interface RememberResult {
   readonly created: boolean;
   /** False when the embedder was unavailable; an `embed_memory` job, enqueued with the write, will catch up. */
   readonly embedded: boolean;
+}
+
+/** The most memories one `rememberMany` takes: the REST batch, MCP `remember_many` and `engram import` share it. */
+export const REMEMBER_MANY_MAX = 1_000;
+
+/** What became of one item of a `rememberMany`, at its position in the input. */
+export type RememberManyOutcome =
+  | {
+      readonly index: number;
+      /** `existing`: the same content was already stored in that scope, or came earlier in the batch. */
+      readonly status: 'created' | 'existing';
+      readonly memory: Memory;
+    }
+  | {
+      readonly index: number;
+      readonly status: 'error';
+      readonly error: { readonly code: ErrorCode; readonly message: string; readonly details?: unknown };
+    };
+
+export interface RememberManyResult {
+  /** One per input item, in input order. */
+  readonly results: readonly RememberManyOutcome[];
+  readonly created: number;
+  readonly existing: number;
+  readonly failed: number;
 }
 
 export const contentHash = (content: string): string => createHash('sha256').update(content, 'utf8').digest('hex');
@@ -38,30 +63,21 @@ export class MemoryService {
       readonly onEmbedError?: (e: unknown) => void;
       /** Attempts of the `embed_memory` job enqueued when embedding fails (default 10). */
       readonly embedJobMaxAttempts?: number;
+      /** Told after a write enqueued embedding jobs, so a worker can start at once. */
+      readonly onQueued?: () => void;
+      /** Told when a `rememberMany` starts and ends, so background work can yield to imports. */
+      readonly bulkWrites?: { started(): void; ended(): void };
     },
   ) {}
 
   async remember(ctx: RequestContext, input: NewMemory): Promise<RememberResult> {
-    const content = this.checkContent(input.content);
-    checkValidity(input.validFrom ?? null, input.validTo ?? null);
-    const hash = contentHash(content);
-    const vector = await this.tryEmbed(content);
+    const row = this.toRow(input);
+    const vector = await this.tryEmbed(row.content);
     return this.deps.tenantDb.withTenant(ctx.orgId, async ({ memories, jobs }) => {
-      const { memory, created } = await memories.insertMemory({
-        id: uuidv7(),
-        scope: input.scope ?? {},
-        scopeKey: scopeKey(input.scope),
-        content,
-        contentHash: hash,
-        metadata: input.metadata ?? {},
-        tags: normalizeTags(input.tags),
-        source: input.source ?? null,
-        validFrom: input.validFrom ?? null,
-        validTo: input.validTo ?? null,
-      });
+      const { memory, created } = await memories.insertMemory(row);
       if (created && vector !== undefined) {
         await memories.upsertEmbeddings([
-          { memoryId: memory.id, model: this.deps.embedder.model, contentHash: hash, vector },
+          { memoryId: memory.id, model: this.deps.embedder.model, contentHash: row.contentHash, vector },
         ]);
       } else if (created) {
         // Same transaction: the memory is never stored without the job that embeds it.
@@ -69,6 +85,80 @@ export class MemoryService {
       }
       return { memory, created, embedded: vector !== undefined || !created };
     });
+  }
+
+  /**
+   * Remembers up to {@link REMEMBER_MANY_MAX} memories at once, for imports.
+   * Each item is checked like `remember`; an item that fails its check is
+   * reported in its place and the others are still written. All valid items
+   * go in one transaction, as one multi-row insert: either every one of them
+   * is stored or (on a store error, which throws) none. Duplicates within the
+   * batch are stored once (the later ones report `existing`). Vectors are not
+   * computed here: the transaction enqueues `embed_memories` jobs, one per
+   * 128 new memories (EMBED_MEMORIES_MAX_IDS); lexical search finds the
+   * memories as soon as the call returns.
+   */
+  async rememberMany(ctx: RequestContext, inputs: readonly NewMemory[]): Promise<RememberManyResult> {
+    if (inputs.length === 0 || inputs.length > REMEMBER_MANY_MAX) {
+      throw errors.validation(`A batch holds 1 to ${REMEMBER_MANY_MAX} memories, not ${inputs.length}`, {
+        field: 'items',
+        max: REMEMBER_MANY_MAX,
+      });
+    }
+    const rows: MemoryRow[] = [];
+    const rowByKey = new Map<string, number>();
+    const slots: Array<{ row: number } | { error: AppError }> = inputs.map((input) => {
+      try {
+        const row = this.toRow(input);
+        const key = `${row.contentHash}:${row.scopeKey}`;
+        let at = rowByKey.get(key);
+        if (at === undefined) {
+          at = rows.push(row) - 1;
+          rowByKey.set(key, at);
+        }
+        return { row: at };
+      } catch (e) {
+        if (e instanceof AppError) return { error: e };
+        throw e;
+      }
+    });
+    let queued = false;
+    this.deps.bulkWrites?.started();
+    let stored: Array<{ memory: Memory; created: boolean }>;
+    try {
+      stored =
+        rows.length === 0
+          ? []
+          : await this.deps.tenantDb.withTenant(ctx.orgId, async ({ memories, jobs }) => {
+              const written = await memories.insertMemories(rows);
+              const fresh = written.filter((w) => w.created).map((w) => w.memory.id);
+              const embedJobs = embedMemoriesJobs(fresh, this.embedJobMaxAttempts);
+              await jobs.insertJobs(embedJobs);
+              queued = embedJobs.length > 0;
+              return written;
+            });
+    } finally {
+      this.deps.bulkWrites?.ended();
+    }
+    if (queued) this.deps.onQueued?.();
+    const reported = new Set<number>();
+    const results = slots.map((slot, index): RememberManyOutcome => {
+      if ('error' in slot) {
+        const { code, message, details } = slot.error;
+        return {
+          index,
+          status: 'error',
+          error: details === undefined ? { code, message } : { code, message, details },
+        };
+      }
+      const w = stored[slot.row];
+      if (w === undefined) throw errors.internal(new Error('batch result missing'));
+      const first = !reported.has(slot.row);
+      reported.add(slot.row);
+      return { index, status: w.created && first ? 'created' : 'existing', memory: w.memory };
+    });
+    const count = (s: RememberManyOutcome['status']) => results.filter((r) => r.status === s).length;
+    return { results, created: count('created'), existing: count('existing'), failed: count('error') };
   }
 
   async get(ctx: RequestContext, id: string): Promise<Memory> {
@@ -121,6 +211,24 @@ export class MemoryService {
     const h = await this.deps.tenantDb.withTenant(ctx.orgId, ({ memories }) => memories.findHistory(id));
     if (h === undefined) throw errors.notFound('memory', id);
     return h;
+  }
+
+  /** A checked, normalised row for the store; throws VALIDATION_FAILED like `remember`. */
+  private toRow(input: NewMemory): MemoryRow {
+    const content = this.checkContent(input.content);
+    checkValidity(input.validFrom ?? null, input.validTo ?? null);
+    return {
+      id: uuidv7(),
+      scope: input.scope ?? {},
+      scopeKey: scopeKey(input.scope),
+      content,
+      contentHash: contentHash(content),
+      metadata: input.metadata ?? {},
+      tags: normalizeTags(input.tags),
+      source: input.source ?? null,
+      validFrom: input.validFrom ?? null,
+      validTo: input.validTo ?? null,
+    };
   }
 
   private checkContent(raw: string): string {

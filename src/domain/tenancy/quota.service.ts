@@ -5,7 +5,7 @@ import { RATE_CLASSES, type OrgQuotas, type PerMinute, type RateClass } from './
 
 const CACHE_MS = 30_000;
 const MAX_PER_MINUTE = 1_000_000;
-const NO_OVERRIDES: OrgQuotas = { read: null, write: null, search: null, admin: null };
+const NO_OVERRIDES: OrgQuotas = { read: null, write: null, search: null, admin: null, import: null };
 
 /** One class's effective limit for one org, and the token bucket that enforces it. */
 export interface RateQuota {

@@ -1,8 +1,11 @@
-/** The classes of routes that are rate-limited separately. */
-export const RATE_CLASSES = ['read', 'write', 'search', 'admin'] as const;
+/**
+ * The classes of routes that are rate-limited separately. `import` is the
+ * bulk write (POST /v1/memories/batch), charged per item rather than per request.
+ */
+export const RATE_CLASSES = ['read', 'write', 'search', 'admin', 'import'] as const;
 export type RateClass = (typeof RATE_CLASSES)[number];
 
-/** Requests per minute for each class. */
+/** Requests (for `import`: items) per minute for each class. */
 export type PerMinute = Readonly<Record<RateClass, number>>;
 
 /** An org's overrides, in requests per minute; `null`: the configured default. */

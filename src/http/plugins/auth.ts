@@ -13,6 +13,8 @@ export interface AuditInfo {
   resourceId?: string;
   errorCode?: string;
   reason?: string;
+  /** What the route adds to its entry, e.g. a batch's counts (never content). */
+  details?: Record<string, unknown>;
 }
 
 declare module 'fastify' {
@@ -128,6 +130,7 @@ export function installAuth(app: FastifyInstance, deps: AuthPluginDeps): void {
         userAgent: req.headers['user-agent']?.slice(0, 256) ?? null,
         requestId: req.id,
         details: {
+          ...info.details,
           ...(foreign && orgId !== null ? { orgId } : {}),
           ...(info.errorCode === undefined ? {} : { errorCode: info.errorCode }),
           ...(info.reason === undefined ? {} : { reason: info.reason }),

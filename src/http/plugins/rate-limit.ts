@@ -38,7 +38,10 @@ export function rateClassOf(req: FastifyRequest): RateClass {
  * Token-bucket rate limiting per org and route class (key `${orgId}:${class}`),
  * in an `onRequest` hook installed after authentication's, so `req.ctx` is set
  * and a refused request costs no body parsing; public and unauthenticated
- * requests are not limited. Every limited response
+ * requests are not limited. A route with a `rateCost` (the bulk write: one
+ * token per item) is charged in `preHandler` instead, once its body is
+ * validated; a cost above the bucket's capacity could never be paid and is
+ * refused with 413 PAYLOAD_TOO_LARGE naming the most items a request may hold. Every limited response
  * carries `RateLimit-Limit`/`-Remaining`/`-Reset` (draft-ietf-httpapi-ratelimit-headers:
  * Limit is the bucket's capacity, Reset the seconds until it is full again),
  * `RateLimit-Policy` and the same values as `X-RateLimit-*`. An empty bucket
@@ -63,16 +66,30 @@ export function installRateLimit(app: FastifyInstance, deps: RateLimitPluginDeps
     );
   };
 
-  app.addHook('onRequest', async (req, reply) => {
-    const ctx = req.ctx;
-    if (ctx === undefined || req.routeOptions.url === undefined || req.routeOptions.config.public === true) return;
+  const limited = (req: FastifyRequest): req is FastifyRequest & { ctx: NonNullable<FastifyRequest['ctx']> } =>
+    req.ctx !== undefined && req.routeOptions.url !== undefined && req.routeOptions.config.public !== true;
+
+  const charge = async (
+    req: FastifyRequest & { ctx: NonNullable<FastifyRequest['ctx']> },
+    reply: FastifyReply,
+    cost: number,
+  ) => {
     const cls = rateClassOf(req);
     let quota;
     let decision;
     try {
-      quota = await deps.quotas.limitFor(ctx.orgId, cls);
-      decision = await deps.limiter.take(`${ctx.orgId}:${cls}`, quota.bucket);
+      quota = await deps.quotas.limitFor(req.ctx.orgId, cls);
+      // A cost above the burst could never be paid, however long the client waits.
+      if (cost > quota.bucket.capacity) {
+        throw new AppError(
+          'PAYLOAD_TOO_LARGE',
+          `This request costs ${cost} ${cls} tokens but this org's ${cls} burst is ${quota.bucket.capacity}; send at most ${quota.bucket.capacity} items per request`,
+          { details: { class: cls, cost, maxItems: quota.bucket.capacity, perMinute: quota.perMinute } },
+        );
+      }
+      decision = await deps.limiter.take(`${req.ctx.orgId}:${cls}`, quota.bucket, cost);
     } catch (err) {
+      if (err instanceof AppError && err.code === 'PAYLOAD_TOO_LARGE') throw err;
       degrade(req, reply, cls, err);
       return;
     }
@@ -96,15 +113,28 @@ export function installRateLimit(app: FastifyInstance, deps: RateLimitPluginDeps
     // Thrown, not sent, so the app's error handler gives it the standard error shape.
     throw new AppError(
       'RATE_LIMITED',
-      `Too many ${cls} requests for this org; retry in ${decision.retryAfterSeconds} s`,
+      `Too many ${cls} ${req.routeOptions.config.rateCost === undefined ? 'requests' : 'items'} for this org; retry in ${decision.retryAfterSeconds} s`,
       {
         details: {
           class: cls,
           limit: capacity,
           perMinute: quota.perMinute,
+          ...(cost === 1 ? {} : { cost }),
           retryAfterSeconds: decision.retryAfterSeconds,
         },
       },
     );
+  };
+
+  app.addHook('onRequest', async (req, reply) => {
+    if (!limited(req) || req.routeOptions.config.rateCost !== undefined) return;
+    await charge(req, reply, 1);
+  });
+
+  // Routes that cost more than one token are charged once their body is known (and valid).
+  app.addHook('preHandler', async (req, reply) => {
+    const costOf = req.routeOptions.config.rateCost;
+    if (costOf === undefined || !limited(req)) return;
+    await charge(req, reply, Math.max(1, Math.ceil(costOf(req))));
   });
 }

@@ -4,11 +4,14 @@ import type { MemoryService } from '../../domain/memory/memory.service.ts';
 import type { MemoryFilter } from '../../domain/memory/memory.types.ts';
 import type { SearchService } from '../../domain/search/search.service.ts';
 import {
+  createMemoriesBatchBody,
   createMemoryBody,
   errorBodySchema,
   idParams,
   listQuery,
+  memoriesBatchResponse,
   memorySchema,
+  presentBatch,
   presentHit,
   presentMemory,
   presentVersion,
@@ -23,7 +26,12 @@ const errorsFor = (...codes: number[]) => Object.fromEntries(codes.map((c) => [c
 const tags = ['memories'];
 
 export const memoryRoutes =
-  (deps: { memories: MemoryService; search: SearchService }): FastifyPluginAsyncZod =>
+  (deps: {
+    memories: MemoryService;
+    search: SearchService;
+    /** Body limit of the batch route (BATCH_BODY_LIMIT_BYTES); default: the app's. */
+    batchBodyLimit?: number | undefined;
+  }): FastifyPluginAsyncZod =>
   async (app) => {
     app.post(
       '/v1/memories',
@@ -46,6 +54,45 @@ export const memoryRoutes =
         return r.created
           ? reply.code(201).send({ ...presentMemory(r.memory), deduplicated: false as const })
           : reply.code(200).send({ ...presentMemory(r.memory), deduplicated: true as const });
+      },
+    );
+
+    app.post(
+      '/v1/memories/batch',
+      {
+        config: {
+          scope: 'memories:write',
+          action: 'memory.import',
+          rateClass: 'import',
+          rateCost: (req) => (req.body as { items: readonly unknown[] }).items.length,
+        },
+        ...(deps.batchBodyLimit === undefined ? {} : { bodyLimit: deps.batchBodyLimit }),
+        schema: {
+          tags,
+          summary:
+            'Remember many: up to 1,000 memories in one transaction, with a result per item (created, existing or error)',
+          description:
+            'Each item is a POST /v1/memories body. A malformed body or item answers 400 and stores nothing; ' +
+            'an item the service refuses (empty or too long content, validTo before validFrom) gets an error ' +
+            'in its place and the others are stored. Duplicates, in the store or within the batch, are stored once. ' +
+            'Vectors are computed in the background; lexical search finds the memories at once. ' +
+            'Rate-limited in the `import` class, one token per item.',
+          body: createMemoriesBatchBody,
+          response: { 200: memoriesBatchResponse, ...errorsFor(400, 401, 403, 413, 429) },
+        },
+      },
+      async (req) => {
+        const r = await deps.memories.rememberMany(contextOf(req), req.body.items);
+        // Counts only: one entry per batch, never its content.
+        if (req.auditInfo !== null) {
+          req.auditInfo.details = {
+            items: r.results.length,
+            created: r.created,
+            existing: r.existing,
+            failed: r.failed,
+          };
+        }
+        return presentBatch(r);
       },
     );
 

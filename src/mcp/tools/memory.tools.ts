@@ -57,6 +57,24 @@ const scopeText = (s: MemoryScope): string => {
 const line = (m: Memory, maxChars = 400): string =>
   `${m.id} v${m.version}${scopeText(m.scope)}${m.tags.length > 0 ? ` #${m.tags.join(' #')}` : ''}: ${clip(m.content.replace(/\s+/g, ' '), maxChars)}`;
 
+/**
+ * What an agent may store in one `remember_many` call. Lower than the REST
+ * batch (1,000): the answer lists every item in the agent's context, and an
+ * MCP call is rate-limited as one request, not per item, so this bounds what
+ * one call writes. Bulk imports go through POST /v1/memories/batch or
+ * `engram import`.
+ */
+export const MCP_REMEMBER_MANY_MAX = 100;
+
+/** One memory to store: the input of `remember`, and each item of `remember_many`. */
+const rememberInput = z.strictObject({
+  content: z.string().min(1).describe('What to remember, in plain language'),
+  scope: scopeInput.optional(),
+  tags: z.array(z.string().trim().min(1).max(100)).max(50).optional(),
+  metadata: z.record(z.string(), z.unknown()).optional(),
+  source: z.string().max(500).optional(),
+});
+
 export function memoryTools(deps: {
   memories: MemoryService;
   search: SearchService;
@@ -71,13 +89,7 @@ export function memoryTools(deps: {
         'Store a memory (a fact, decision, preference or note) for later recall. An exact duplicate in the same scope is returned instead of stored twice.',
       scope: 'memories:write',
       hints: { readOnlyHint: false, idempotentHint: true, destructiveHint: false, openWorldHint: false },
-      input: z.strictObject({
-        content: z.string().min(1).describe('What to remember, in plain language'),
-        scope: scopeInput.optional(),
-        tags: z.array(z.string().trim().min(1).max(100)).max(50).optional(),
-        metadata: z.record(z.string(), z.unknown()).optional(),
-        source: z.string().max(500).optional(),
-      }),
+      input: rememberInput,
       output: z.object({ memory: memoryOut, deduplicated: z.boolean(), embedded: z.boolean() }),
       run: async (ctx, a) => {
         const r = await deps.memories.remember(ctx, a);
@@ -85,6 +97,51 @@ export function memoryTools(deps: {
           structured: { memory: presentMemory(r.memory), deduplicated: !r.created, embedded: r.embedded },
           text: `${r.created ? 'Remembered' : 'Already known'}: ${line(r.memory)}`,
           resourceId: r.memory.id,
+        };
+      },
+    }),
+    defineTool({
+      name: 'remember_many',
+      title: 'Remember many',
+      description: `Store several memories at once (up to ${MCP_REMEMBER_MANY_MAX}), e.g. the facts of a conversation. Each is handled like \`remember\`: exact duplicates in the same scope are returned, not stored twice. One that cannot be stored is reported in its place; the others are stored.`,
+      scope: 'memories:write',
+      hints: { readOnlyHint: false, idempotentHint: true, destructiveHint: false, openWorldHint: false },
+      input: z.strictObject({
+        memories: z
+          .array(rememberInput)
+          .min(1)
+          .max(MCP_REMEMBER_MANY_MAX)
+          .describe('The memories, each as for `remember`'),
+      }),
+      output: z.object({
+        results: z.array(
+          z.object({
+            index: z.number().int(),
+            status: z.enum(['created', 'existing', 'error']),
+            memory: memoryOut.optional(),
+            error: z.object({ code: z.string(), message: z.string() }).optional(),
+          }),
+        ),
+        created: z.number().int(),
+        existing: z.number().int(),
+        failed: z.number().int(),
+      }),
+      run: async (ctx, a) => {
+        const r = await deps.memories.rememberMany(ctx, a.memories);
+        const results = r.results.map((o) =>
+          o.status === 'error'
+            ? { index: o.index, status: o.status, error: { code: o.error.code, message: o.error.message } }
+            : { index: o.index, status: o.status, memory: presentMemory(o.memory) },
+        );
+        const lines = r.results.map((o) =>
+          o.status === 'error'
+            ? `${o.index + 1}. Not stored: ${o.error.code}: ${o.error.message}`
+            : `${o.index + 1}. ${o.status === 'created' ? 'Remembered' : 'Already known'}: ${line(o.memory, 200)}`,
+        );
+        return {
+          structured: { results, created: r.created, existing: r.existing, failed: r.failed },
+          text: `${r.created} remembered, ${r.existing} already known, ${r.failed} not stored.\n${lines.join('\n')}`,
+          auditDetails: { items: r.results.length, created: r.created, existing: r.existing, failed: r.failed },
         };
       },
     }),

@@ -60,6 +60,22 @@ export class PgJobStore implements JobStore {
     return toJob(r);
   }
 
+  async insertJobs(jobs: readonly NewJob[]): Promise<void> {
+    if (jobs.length === 0) return;
+    await this.tx
+      .insertInto('jobs')
+      .values(
+        jobs.map((job) => ({
+          org_id: this.orgId,
+          id: job.id,
+          kind: job.kind,
+          payload: JSON.stringify(job.payload),
+          max_attempts: job.maxAttempts,
+        })),
+      )
+      .execute();
+  }
+
   async findJob(id: string): Promise<Job | undefined> {
     if (!isUuid(id)) return undefined;
     const r = await this.tx

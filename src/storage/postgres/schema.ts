@@ -182,6 +182,7 @@ export interface OrgQuotasTable {
   write_per_min: number | null;
   search_per_min: number | null;
   admin_per_min: number | null;
+  import_per_min: number | null;
   updated_at: Timestamp;
 }
 

@@ -198,6 +198,89 @@ export class PgMemoryStore implements MemoryStore {
     return { memory: toMemory(existing), created: false };
   }
 
+  async insertMemories(rows: readonly MemoryRow[]): Promise<Array<{ memory: Memory; created: boolean }>> {
+    if (rows.length === 0) return [];
+    const keyOf = (scopeKey: string, contentHash: string) => `${contentHash}:${scopeKey}`;
+    // One statement for the whole batch; conflicts (content already stored in
+    // that scope) are skipped here and read back below.
+    const inserted = await this.tx
+      .insertInto('memories')
+      .values(
+        rows.map((row) => ({
+          org_id: this.orgId,
+          id: row.id,
+          scope_user: row.scope.user ?? null,
+          scope_agent: row.scope.agent ?? null,
+          scope_project: row.scope.project ?? null,
+          scope_session: row.scope.session ?? null,
+          scope_key: row.scopeKey,
+          content: row.content,
+          content_hash: row.contentHash,
+          metadata: JSON.stringify(row.metadata),
+          tags: [...row.tags],
+          source: row.source,
+          valid_from: row.validFrom,
+          valid_to: row.validTo,
+        })),
+      )
+      .onConflict((oc) => oc.columns(['org_id', 'scope_key', 'content_hash']).doNothing())
+      .returning([...MEMORY_COLUMNS, 'scope_key'])
+      .execute();
+    const found = new Map<string, { memory: Memory; created: boolean }>();
+    for (const r of inserted) found.set(keyOf(r.scope_key, r.content_hash), { memory: toMemory(r), created: true });
+    const missing = rows.filter((r) => !found.has(keyOf(r.scopeKey, r.contentHash)));
+    if (missing.length > 0) {
+      const existing = await sql<MemoryRecord & { scope_key: string }>`
+        SELECT ${MEMORY_COLUMNS_SQL}, m.scope_key FROM memories m
+        JOIN unnest(${missing.map((r) => r.scopeKey)}::text[], ${missing.map((r) => r.contentHash)}::text[])
+          AS k(scope_key, content_hash) ON m.scope_key = k.scope_key AND m.content_hash = k.content_hash
+        WHERE m.org_id = ${this.orgId}`.execute(this.tx);
+      for (const r of existing.rows) {
+        found.set(keyOf(r.scope_key, r.content_hash), { memory: toMemory(r), created: false });
+      }
+    }
+    return rows.map((r) => {
+      const hit = found.get(keyOf(r.scopeKey, r.contentHash));
+      // Only if the conflicting row was deleted between the two statements.
+      if (hit === undefined) throw errors.conflict('A memory of this batch changed while it was written; retry');
+      return hit;
+    });
+  }
+
+  async findMemoriesByIds(ids: readonly string[]): Promise<Memory[]> {
+    const valid = ids.filter(isUuid);
+    if (valid.length === 0) return [];
+    const rows = await this.tx
+      .selectFrom('memories')
+      .select(MEMORY_COLUMNS)
+      .where('org_id', '=', this.orgId)
+      .where('id', 'in', valid)
+      .execute();
+    return rows.map(toMemory);
+  }
+
+  async upsertEmbeddingsIfCurrent(rows: readonly EmbeddingRow[]): Promise<number> {
+    const candidates = rows.filter((r) => isUuid(r.memoryId));
+    if (candidates.length === 0) return 0;
+    // FOR SHARE, in id order (as upsertEmbeddingIfCurrent, and without deadlocks between two batches).
+    const current = await this.tx
+      .selectFrom('memories')
+      .select(['id', 'content_hash'])
+      .where('org_id', '=', this.orgId)
+      .where(
+        'id',
+        'in',
+        candidates.map((r) => r.memoryId),
+      )
+      .orderBy('id')
+      .forShare()
+      .execute();
+    const hashOf = new Map(current.map((c) => [c.id, c.content_hash]));
+    const fresh = candidates.filter((r) => hashOf.get(r.memoryId) === r.contentHash);
+    await this.upsertEmbeddings(fresh);
+    return fresh.length;
+  }
+
   async findMemory(id: string): Promise<Memory | undefined> {
     if (!isUuid(id)) return undefined;
     const r = await this.tx
@@ -632,6 +715,7 @@ const toOrgQuotas = (r: Selectable<OrgQuotasTable>): OrgQuotas => ({
   write: r.write_per_min,
   search: r.search_per_min,
   admin: r.admin_per_min,
+  import: r.import_per_min,
 });
 
 export class PgSystemStore implements SystemStore {
@@ -736,6 +820,7 @@ export class PgSystemStore implements SystemStore {
       write_per_min: q.write,
       search_per_min: q.search,
       admin_per_min: q.admin,
+      import_per_min: q.import,
     };
     const r = await guard(() =>
       this.adminDb
