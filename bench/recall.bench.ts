@@ -210,9 +210,12 @@ async function ingest(b: Backend, memories: readonly TurnMemory[], concurrency: 
     const tick = progress(chunks.length, 10, (done) => report(Math.min(memories.length, done * BATCH_SIZE)));
     const record = (r: { status: number; ms: number; body: string }, chunk: readonly TurnMemory[]) => {
       latencies.push(r.ms);
-      // The batch answer's shape is not settled yet: a 2xx counts the whole chunk as stored.
-      if (r.status >= 200 && r.status < 300) created += chunk.length;
-      else fail('POST /v1/memories/batch', r.status, r.body, chunk.length);
+      if (r.status >= 200 && r.status < 300) {
+        const body = JSON.parse(r.body) as { created: number; existing: number; failed: number };
+        created += body.created;
+        deduplicated += body.existing;
+        if (body.failed > 0) fail('POST /v1/memories/batch', r.status, r.body, body.failed);
+      } else fail('POST /v1/memories/batch', r.status, r.body, chunk.length);
       tick();
     };
     record(probe, chunks[0] ?? []);

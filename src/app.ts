@@ -141,6 +141,7 @@ export function guardRouteScopes(app: FastifyInstance): RouteInfo[] {
 const SAFE_5XX: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'EMBEDDING_DIMENSION_MISMATCH',
   'EMBEDDER_UNAVAILABLE',
+  'RERANKER_UNAVAILABLE',
   'UNAVAILABLE',
   'STORE_LOCKED',
   'TIMEOUT',

@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'EMBEDDING_DIMENSION_MISMATCH'
   | 'EMBEDDER_UNAVAILABLE'
+  | 'RERANKER_UNAVAILABLE'
   | 'TIMEOUT'
   | 'UNAVAILABLE'
   | 'STORE_LOCKED'
@@ -73,6 +74,8 @@ export const errors = {
     ),
   embedderUnavailable: (cause?: unknown) =>
     new AppError('EMBEDDER_UNAVAILABLE', 'The embedding service is unavailable', { cause }),
+  rerankerUnavailable: (cause?: unknown) =>
+    new AppError('RERANKER_UNAVAILABLE', 'The reranking service is unavailable', { cause }),
   timeout: (what: string, cause?: unknown) => new AppError('TIMEOUT', `${what} timed out`, { cause }),
   unavailable: (what: string, cause?: unknown) => new AppError('UNAVAILABLE', `${what} is unavailable`, { cause }),
   internal: (cause?: unknown) => new AppError('INTERNAL', 'Internal error', { cause }),

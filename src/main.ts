@@ -35,6 +35,8 @@ import { JobWorker } from './domain/jobs/job.worker.ts';
 import { SearchService, defaultSearchWeights } from './domain/search/search.service.ts';
 import { ApiKeyService } from './domain/tenancy/api-key.service.ts';
 import { createEmbedder } from './embed/create-embedder.ts';
+import { HttpReranker } from './rerank/http.reranker.ts';
+import { ResilientReranker } from './rerank/resilient-reranker.ts';
 import { ResilientEmbedder } from './embed/resilient-embedder.ts';
 import type { RequestContext } from './domain/tenancy/tenancy.types.ts';
 import { createMcpServer, type McpLog, type McpOrigin } from './mcp/server.ts';
@@ -76,6 +78,8 @@ export interface Engram {
   readonly system: PgSystemStore;
   readonly cache: Cache;
   readonly embedder: ResilientEmbedder;
+  /** The optional reranker of hybrid search (RERANKER=http). */
+  readonly reranker: ResilientReranker | undefined;
   readonly memories: MemoryService;
   readonly graph: GraphService;
   readonly search: SearchService;
@@ -312,6 +316,20 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
     });
     const graph = new GraphService({ tenantDb, embedder, onEmbedError });
     const weights = defaultSearchWeights(embedder.provider);
+    const rr = config.search.reranker;
+    const reranker =
+      rr === undefined
+        ? undefined
+        : new ResilientReranker(
+            new HttpReranker({
+              baseUrl: rr.baseUrl,
+              api: rr.api,
+              model: rr.model,
+              apiKey: rr.apiKey,
+              timeoutMs: rr.timeoutMs,
+            }),
+            rr,
+          );
     const search = new SearchService({
       tenantDb,
       system,
@@ -324,7 +342,9 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
           context: config.search.contextWeight,
         },
         neighbourWindowSeconds: config.search.neighbourWindowSeconds,
+        rerankCandidates: config.search.rerankCandidates,
       },
+      reranker,
       onEmbedError,
     });
     const apiKeys = new ApiKeyService({ tenantDb, system });
@@ -433,6 +453,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       system,
       cache,
       embedder,
+      reranker,
       memories,
       graph,
       search,
@@ -629,6 +650,7 @@ export function dependencyHealth(engram: Engram): DependencyHealth {
     probes.push(pingProbe('valkey', () => engram.cache.ping(), breaker(engram.valkeyPolicy)));
   }
   probes.push(embedderProbe(engram.embedder));
+  if (engram.reranker !== undefined) probes.push(embedderProbe(engram.reranker, 'reranker'));
   return new DependencyHealth(probes);
 }
 

@@ -18,6 +18,7 @@ const SECRET_VARS = [
   'DATABASE_ADMIN_URL',
   'VALKEY_URL',
   'OPENAI_API_KEY',
+  'RERANK_API_KEY',
   'ENGRAM_API_KEY',
   'AUTH_JWKS',
   'AUTH_HS256_SECRET',
@@ -108,6 +109,16 @@ const envSchema = z.object({
   SEARCH_VECTOR_WEIGHT: z.coerce.number().min(0).max(100).optional(),
   SEARCH_CONTEXT_WEIGHT: z.coerce.number().min(0).max(10).default(0.2),
   SEARCH_NEIGHBOUR_WINDOW_S: intFrom(3_600, 0, 31_536_000),
+  RERANKER: z.enum(['none', 'http']).default('none'),
+  RERANK_BASE_URL: optionalUrl(['http:', 'https:']),
+  RERANK_API: z.enum(['cohere', 'tei']).default('cohere'),
+  RERANK_MODEL: z.string().min(1).max(200).default('rerank'),
+  RERANK_API_KEY: z.string().min(1).optional(),
+  RERANK_CANDIDATES: intFrom(30, 2, 200),
+  RERANK_TIMEOUT_MS: intFrom(2_000, 50, 60_000),
+  RERANK_RETRIES: intFrom(1, 0, 10),
+  RERANK_BREAKER_THRESHOLD: intFrom(5, 1, 1000),
+  RERANK_BREAKER_HALF_OPEN_MS: intFrom(30_000, 100, 3_600_000),
   MEMORY_MAX_CONTENT_CHARS: intFrom(100_000, 1, 10_000_000),
   REEMBED_INTERVAL_MS: intFrom(30_000, 0, 86_400_000),
   JOBS_CONCURRENCY: intFrom(2, 0, 256),
@@ -177,6 +188,21 @@ export interface SearchConfig {
   /** Share of a lexical hit's score given to its neighbouring turns. */
   readonly contextWeight: number;
   readonly neighbourWindowSeconds: number;
+  /** Fused hits the reranker re-scores. */
+  readonly rerankCandidates: number;
+  /** The optional reranker over hybrid search (RERANKER=http); undefined: off. */
+  readonly reranker: RerankerConfig | undefined;
+}
+
+export interface RerankerConfig {
+  readonly baseUrl: string;
+  readonly api: 'cohere' | 'tei';
+  readonly model: string;
+  readonly apiKey: string | undefined;
+  readonly timeoutMs: number;
+  readonly retries: number;
+  readonly breakerThreshold: number;
+  readonly halfOpenAfterMs: number;
 }
 
 export interface Config {
@@ -420,6 +446,9 @@ export function loadConfig(env: Env = process.env): Config {
   ) {
     problems.push('OPENAI_API_KEY: required when EMBEDDER=openai with the default OPENAI_BASE_URL');
   }
+  if (resolved.RERANKER === 'http' && resolved.RERANK_BASE_URL === undefined) {
+    problems.push('RERANK_BASE_URL: required when RERANKER=http');
+  }
   if (resolved.DATABASE_ADMIN_URL !== undefined && resolved.DATABASE_URL === undefined) {
     problems.push('DATABASE_ADMIN_URL: only meaningful together with DATABASE_URL');
   }
@@ -531,6 +560,20 @@ export function loadConfig(env: Env = process.env): Config {
       vectorWeight: e.SEARCH_VECTOR_WEIGHT,
       contextWeight: e.SEARCH_CONTEXT_WEIGHT,
       neighbourWindowSeconds: e.SEARCH_NEIGHBOUR_WINDOW_S,
+      rerankCandidates: e.RERANK_CANDIDATES,
+      reranker:
+        e.RERANKER === 'http' && e.RERANK_BASE_URL !== undefined
+          ? Object.freeze({
+              baseUrl: e.RERANK_BASE_URL,
+              api: e.RERANK_API,
+              model: e.RERANK_MODEL,
+              apiKey: e.RERANK_API_KEY,
+              timeoutMs: e.RERANK_TIMEOUT_MS,
+              retries: e.RERANK_RETRIES,
+              breakerThreshold: e.RERANK_BREAKER_THRESHOLD,
+              halfOpenAfterMs: e.RERANK_BREAKER_HALF_OPEN_MS,
+            })
+          : undefined,
     }),
     reembedIntervalMs: e.REEMBED_INTERVAL_MS,
     jobs: Object.freeze({
@@ -689,6 +732,20 @@ export function redactedSummary(config: Config): Record<string, unknown> {
         : {}),
     },
     limits: config.limits,
+    search: {
+      vectorWeight: config.search.vectorWeight ?? 'by embedder',
+      contextWeight: config.search.contextWeight,
+      neighbourWindowSeconds: config.search.neighbourWindowSeconds,
+      reranker:
+        config.search.reranker === undefined
+          ? 'off'
+          : {
+              baseUrl: redactUrl(config.search.reranker.baseUrl),
+              api: config.search.reranker.api,
+              model: config.search.reranker.model,
+              apiKey: config.search.reranker.apiKey === undefined ? 'unset' : '***',
+            },
+    },
     code: config.code,
     auth: {
       apiKeys: true,

@@ -187,16 +187,24 @@ export const searchResponse = z.object({
       memory: memorySchema,
       score: z.number(),
       signals: z
-        .object({ lexical: signalScore.optional(), vector: signalScore.optional(), context: signalScore.optional() })
-        .describe('Which signals found the hit, with its rank and raw score in each (context: next to a lexical hit)'),
+        .object({
+          lexical: signalScore.optional(),
+          vector: signalScore.optional(),
+          context: signalScore.optional(),
+          rerank: signalScore.optional(),
+        })
+        .describe(
+          'Which signals found the hit, with its rank and raw score in each (context: the turn next to a lexical hit; rerank: the optional reranker)',
+        ),
     }),
   ),
   mode: z.enum(['lexical', 'vector', 'hybrid']),
-  degraded: z.array(z.enum(['lexical', 'vector', 'context'])),
+  degraded: z.array(z.enum(['lexical', 'vector', 'context', 'rerank'])),
   degradedReasons: z
     .object({
       lexical: z.object({ code: z.string(), message: z.string() }).optional(),
       vector: z.object({ code: z.string(), message: z.string() }).optional(),
+      rerank: z.object({ code: z.string(), message: z.string() }).optional(),
     })
     .describe('Why each degraded signal is missing: an error code and a safe message'),
   lexicalRanker: z.enum(['bm25', 'ts_rank_cd']),

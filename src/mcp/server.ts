@@ -43,6 +43,7 @@ export interface McpOrigin {
 const SAFE_SERVER_ERRORS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'EMBEDDING_DIMENSION_MISMATCH',
   'EMBEDDER_UNAVAILABLE',
+  'RERANKER_UNAVAILABLE',
   'UNAVAILABLE',
   'TIMEOUT',
   'STORE_LOCKED',

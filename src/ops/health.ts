@@ -171,22 +171,25 @@ export const pingProbe = (
 });
 
 /**
- * The embedder judged without calling it (a paid API must not be billed for
- * health checks): open circuit → down; half-open, or a failure more recent
+ * The embedder (or the reranker, under `name`) judged without calling it (a
+ * paid API must not be billed for health checks): open circuit → down; half-open, or a failure more recent
  * than the last success → degraded; else up.
  */
-export const embedderProbe = (embedder: {
-  readonly provider: string;
-  readonly model: string;
-  readonly breakerState: string;
-  readonly activity: {
-    readonly lastSuccessAt: Date | undefined;
-    readonly lastFailureAt: Date | undefined;
-    readonly lastError: string | undefined;
-    readonly lastLatencyMs: number | undefined;
-  };
-}): DependencyProbe => ({
-  name: 'embedder',
+export const embedderProbe = (
+  embedder: {
+    readonly provider: string;
+    readonly model: string;
+    readonly breakerState: string;
+    readonly activity: {
+      readonly lastSuccessAt: Date | undefined;
+      readonly lastFailureAt: Date | undefined;
+      readonly lastError: string | undefined;
+      readonly lastLatencyMs: number | undefined;
+    };
+  },
+  name = 'embedder',
+): DependencyProbe => ({
+  name,
   io: false,
   check: async () => {
     const breaker = embedder.breakerState;

@@ -1,5 +1,6 @@
 import { AppError, errors } from '../../errors.ts';
 import type { Embedder } from '../../ports/embedder.ts';
+import type { Reranker } from '../../ports/reranker.ts';
 import type { SystemStore, TenantDb } from '../../ports/tenant-db.ts';
 import type { RequestContext } from '../tenancy/tenancy.types.ts';
 import type { DegradedReason, RankedMemory, SearchHit, SearchRequest, SearchResult, Signal } from './search.types.ts';
@@ -84,8 +85,7 @@ export interface Fused<T, S extends string> {
 
 /**
  * Reciprocal rank fusion of any ranked lists: score = Σ w_signal / (k + rank),
- * weight 1 unless given; ties broken by id, descending. Memory and code search
- * both fuse with it.
+ * weight 1 unless given; ties broken by id, descending. Code search fuses with it; memory search fuses by score ({@link fuseScores}).
  */
 export function fuseRanked<T, S extends string>(
   lists: Partial<Record<S, ReadonlyArray<{ readonly item: T; readonly score: number }>>>,
@@ -136,10 +136,13 @@ export interface SearchOptions {
   readonly neighbourWindowSeconds: number;
   /** How many of the best lexical hits lend context to their neighbours (default 20). */
   readonly contextHits: number;
+  /** How many fused hits the reranker (when configured) re-scores (default 30). */
+  readonly rerankCandidates: number;
 }
 
 export const DEFAULT_NEIGHBOUR_WINDOW_SECONDS = 3_600;
 export const DEFAULT_CONTEXT_HITS = 20;
+export const DEFAULT_RERANK_CANDIDATES = 30;
 /**
  * Lexical candidates hybrid search fuses (BM25 scores every match anyway;
  * this bounds the rows read back). A deeper list let context reach turns
@@ -231,6 +234,8 @@ export class SearchService {
       readonly embedder: Embedder;
       readonly limits: SearchLimits;
       readonly options?: Partial<SearchOptions> | undefined;
+      /** Optional cross-encoder over the fused candidates of hybrid search. */
+      readonly reranker?: Reranker | undefined;
       readonly onEmbedError?: (e: unknown) => void;
     },
   ) {
@@ -238,6 +243,7 @@ export class SearchService {
       weights: deps.options?.weights ?? defaultSearchWeights(deps.embedder.provider),
       neighbourWindowSeconds: deps.options?.neighbourWindowSeconds ?? DEFAULT_NEIGHBOUR_WINDOW_SECONDS,
       contextHits: deps.options?.contextHits ?? DEFAULT_CONTEXT_HITS,
+      rerankCandidates: deps.options?.rerankCandidates ?? DEFAULT_RERANK_CANDIDATES,
     };
   }
 
@@ -296,14 +302,61 @@ export class SearchService {
     if (withContext && lexical !== undefined)
       lists.context = contextBoosts(lexical.hits, lexical.neighbours, weights.context);
 
-    const results: SearchHit[] =
-      mode === 'hybrid'
-        ? fuseScores(lists, weights, limit)
-        : (lists[mode] ?? []).slice(0, limit).map((r, i) => ({
-            memory: r.memory,
-            score: r.score,
-            signals: { [mode]: { rank: i + 1, score: r.score } },
-          }));
+    let results: SearchHit[];
+    if (mode === 'hybrid' && this.deps.reranker !== undefined) {
+      const fused = fuseScores(lists, weights, Math.max(limit, this.options.rerankCandidates));
+      const r = await rerank(this.deps.reranker, query, fused);
+      if (r.degraded !== undefined) {
+        degraded.push('rerank');
+        degradedReasons.rerank = r.degraded;
+      }
+      results = r.hits.slice(0, limit);
+    } else {
+      results =
+        mode === 'hybrid'
+          ? fuseScores(lists, weights, limit)
+          : (lists[mode as 'lexical' | 'vector'] ?? []).slice(0, limit).map((r, i) => ({
+              memory: r.memory,
+              score: r.score,
+              signals: { [mode]: { rank: i + 1, score: r.score } },
+            }));
+    }
     return { results, mode, degraded, degradedReasons, lexicalRanker, model: embedder.model };
   }
+}
+
+/**
+ * Re-scores fused hits with the reranker: the final order and score are the
+ * reranker's, each hit gains a `rerank` signal. If the reranker fails the
+ * fused order stands and the reason is returned for `degradedReasons`.
+ */
+export async function rerank(
+  reranker: Reranker,
+  query: string,
+  fused: readonly SearchHit[],
+): Promise<{ hits: SearchHit[]; degraded?: DegradedReason }> {
+  if (fused.length === 0) return { hits: [] };
+  let scores: number[];
+  try {
+    scores = await reranker.rerank(
+      query,
+      fused.map((h) => h.memory.content),
+    );
+  } catch (e) {
+    const reason =
+      e instanceof AppError
+        ? { code: e.code, message: e.message }
+        : { code: 'RERANKER_UNAVAILABLE', message: 'The reranking service failed' };
+    return { hits: [...fused], degraded: reason };
+  }
+  const order = fused
+    .map((h, i) => ({ h, score: scores[i] ?? Number.NEGATIVE_INFINITY, i }))
+    .sort((a, b) => b.score - a.score || a.i - b.i);
+  return {
+    hits: order.map((o, rank) => ({
+      memory: o.h.memory,
+      score: o.score,
+      signals: { ...o.h.signals, rerank: { rank: rank + 1, score: o.score } },
+    })),
+  };
 }

@@ -200,7 +200,8 @@ export const memoryRoutes =
         config: { scope: 'memories:read', action: 'memory.search', audit: 'read' },
         schema: {
           tags,
-          summary: 'Search memories: lexical, vector or hybrid (reciprocal rank fusion)',
+          summary:
+            'Search memories: lexical (per-org BM25), vector or hybrid (the default: scores fused, with conversation context)',
           body: searchBody,
           response: { 200: searchResponse, ...errorsFor(400, 401, 403, 503) },
         },

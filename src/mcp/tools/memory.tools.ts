@@ -149,7 +149,7 @@ export function memoryTools(deps: {
       name: 'recall',
       title: 'Recall',
       description:
-        'Search memories by meaning and keywords (hybrid lexical + vector, fused by rank). Filter by scope and tags. Each result explains which signals found it.',
+        'Search memories by meaning and keywords (hybrid: BM25 keywords + vector + the conversation around a hit, fused by score). Filter by scope and tags. Each result explains which signals found it.',
       scope: 'memories:read',
       hints: { readOnlyHint: true, idempotentHint: true, destructiveHint: false, openWorldHint: false },
       input: z.strictObject({
