@@ -315,7 +315,7 @@ export class SearchService {
       results =
         mode === 'hybrid'
           ? fuseScores(lists, weights, limit)
-          : (lists[mode as 'lexical' | 'vector'] ?? []).slice(0, limit).map((r, i) => ({
+          : (lists[mode] ?? []).slice(0, limit).map((r, i) => ({
               memory: r.memory,
               score: r.score,
               signals: { [mode]: { rank: i + 1, score: r.score } },
