@@ -305,7 +305,15 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       onEmbedError,
       embedJobMaxAttempts: config.jobs.maxAttempts,
     });
-    const graph = new GraphService({ tenantDb, embedder, onEmbedError });
+    const graph = new GraphService({
+      tenantDb,
+      embedder,
+      system,
+      onEmbedError,
+      onMaintenanceError: (e) => log.warn({ err: (e as Error).message }, 'refreshing graph statistics failed'),
+    });
+    // Before the store closes: lets a background embedding run finish.
+    closers.push(() => graph.close());
     const search = new SearchService({ tenantDb, system, embedder, limits: config.limits, onEmbedError });
     const apiKeys = new ApiKeyService({ tenantDb, system });
     const orgs = new OrgService({ system, residency: config.residency });
@@ -528,6 +536,9 @@ export async function startServer(config: Config, log: Logger = createLogger(con
       .then(async (r) => {
         if (r.embedded > 0) log.info({ embedded: r.embedded }, 're-embedded memories');
         if (r.error !== undefined) log.warn({ err: (r.error as Error).message }, 're-embed paused; will retry');
+        const g = await engram.graph.embedStale();
+        if (g.embedded > 0) log.info({ embedded: g.embedded }, 'embedded graph entities');
+        if (g.error !== undefined) log.warn({ err: (g.error as Error).message }, 'graph embedding paused; will retry');
         if (database.kind === 'pglite') {
           const vacuumed = await engram.system.vacuum();
           if (vacuumed.length > 0) log.debug({ tables: vacuumed }, 'vacuumed tables');
