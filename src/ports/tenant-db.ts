@@ -199,8 +199,8 @@ export interface GraphStore {
   deleteRelations(scopeKey: string, rows: readonly Relation[]): Promise<number>;
   /**
    * Entities by name or id, in id order, with the relations that have at
-   * least one end among them (by endpoint names, in creation order): one
-   * round trip for open_nodes and search_nodes.
+   * least one end among them (by endpoint names, in creation order): what
+   * open_nodes and search_nodes answer.
    */
   findNodes(
     scopeKey: string,
@@ -217,10 +217,10 @@ export interface GraphStore {
    * by full-text rank. Candidates come from indexes, at most about `limit` per
    * way of matching (substring, each term), so the work does not grow with
    * the graph; when more than that match one way, which of them are ranked is
-   * up to the index. `vector` (when a query vector is given): nearest entities
-   * by cosine similarity (score = 1 − cosine distance) among vectors of
-   * `model`, through the model's HNSW index, exactly when the index yields
-   * fewer than `limit`; entities without such a vector are not candidates.
+   * up to the index. `vector` (when a query vector is given): the `limit`
+   * nearest entities by cosine similarity (score = 1 − cosine distance) among
+   * vectors of `model`, through the model's HNSW index, exactly when the index
+   * yields fewer; entities without such a vector are not candidates.
    */
   searchCandidates(
     scopeKey: string,
@@ -228,7 +228,7 @@ export interface GraphStore {
       text: string;
       terms: readonly string[];
       limit: number;
-      vector?: { vector: Float32Array; model: string } | undefined;
+      vector?: { vector: Float32Array; model: string; limit: number } | undefined;
     },
   ): Promise<{ lexical: RankedEntityId[]; vector: RankedEntityId[] }>;
   /**

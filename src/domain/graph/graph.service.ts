@@ -300,13 +300,18 @@ export class GraphService {
       degraded.push('vector');
     }
 
+    // Lexical candidates: enough that every substring match ranks before
+    // full-text ones. Vector: twice the answer, enough to fill it with what
+    // the lexical signal lacks; each further rank weighs less in the fusion,
+    // while the HNSW scan costs in proportion (ef_search).
     const candidates = Math.min(Math.max(limit * 4, 40), 200);
+    const nearest = Math.min(Math.max(limit * 2, 20), 200);
     return tenantDb.withTenant(ctx.orgId, async ({ graph }) => {
       const found = await graph.searchCandidates(s.key, {
         text: query,
         terms: queryTerms(query),
         limit: candidates,
-        vector: queryVector === undefined ? undefined : { vector: queryVector, model: embedder.model },
+        vector: queryVector === undefined ? undefined : { vector: queryVector, model: embedder.model, limit: nearest },
       });
       const vector = found.vector.filter((h) => h.score >= this.limits.minSimilarity);
       const ids = fuseIds([found.lexical, vector], limit);
