@@ -26,7 +26,7 @@ import { BACKENDS, DEFAULT_DATABASE_URL, startBackend, type BackendName } from '
 import { memoryAt, queryAt } from './lib/corpus.ts';
 import { gitCommit, machine, resultFileName } from './lib/facts.ts';
 import { postJson, progress, runPool } from './lib/load.ts';
-import { GRAPH_FACES, runGraphSuite, type GraphFace } from './lib/mcp-graph.ts';
+import { GRAPH_FACES, GRAPH_TOOLS as TOOL_ORDER, runGraphSuite, type GraphFace } from './lib/mcp-graph.ts';
 import { markdownTable, round, summarize, table, type LatencySummary } from './lib/stats.ts';
 
 const HELP = `Usage: npm run bench:mcp -- [options]      (suite recall)
@@ -207,7 +207,7 @@ async function graphSuite(
   const sorted = [...result.rows].sort(
     (a, b) =>
       backends.indexOf(a.backend) - backends.indexOf(b.backend) ||
-      a.tool.localeCompare(b.tool) ||
+      TOOL_ORDER.indexOf(a.tool) - TOOL_ORDER.indexOf(b.tool) ||
       faceOrder(a.face) - faceOrder(b.face),
   );
   const header = ['backend', 'tool', 'server', 'p50 ms', 'p95 ms', 'p99 ms', 'mean ms', 'errors', 'found'];

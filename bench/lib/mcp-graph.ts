@@ -26,8 +26,14 @@ import { round, roundSummary, summarize, type LatencySummary } from './stats.ts'
 
 export const GRAPH_FACES = ['official', 'http', 'stdio'] as const;
 export type GraphFace = (typeof GRAPH_FACES)[number];
-const TOOLS = ['search_nodes', 'open_nodes', 'add_observations'] as const;
+/**
+ * `open_nodes []` (no names) asks for nothing: Engram answers without
+ * touching the graph, so it measures what every call pays (transport, auth,
+ * the audit entry, JSON-RPC); the official server still reads its file.
+ */
+const TOOLS = ['search_nodes', 'open_nodes', 'add_observations', 'open_nodes []'] as const;
 type Tool = (typeof TOOLS)[number];
+export const GRAPH_TOOLS: readonly Tool[] = TOOLS;
 
 export interface GraphSuiteOptions {
   readonly entities: number;
@@ -108,8 +114,8 @@ interface Samples {
 }
 
 const emptySamples = (): Samples => ({
-  ms: { search_nodes: [], open_nodes: [], add_observations: [] },
-  errors: { search_nodes: 0, open_nodes: 0, add_observations: 0 },
+  ms: { search_nodes: [], open_nodes: [], add_observations: [], 'open_nodes []': [] },
+  errors: { search_nodes: 0, open_nodes: 0, add_observations: 0, 'open_nodes []': 0 },
   found: [],
 });
 
@@ -125,6 +131,7 @@ async function measure(
       search_nodes: { query: c.query },
       open_nodes: { names: c.names },
       add_observations: { observations: [{ entityName: c.observe, contents: [`bench note ${offset + k}`] }] },
+      'open_nodes []': { names: [] },
     };
     const shift = ((k % faces.length) + faces.length) % faces.length;
     const order = [...faces.slice(shift), ...faces.slice(0, shift)];
@@ -134,7 +141,7 @@ async function measure(
         let ok = true;
         let found: number | undefined;
         try {
-          const r = await f.client.callTool({ name: tool, arguments: args[tool] });
+          const r = await f.client.callTool({ name: tool.split(' ')[0] ?? tool, arguments: args[tool] });
           ok = r.isError !== true;
           if (tool === 'search_nodes' && ok) found = entitiesOf(r);
         } catch {
