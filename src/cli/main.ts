@@ -510,7 +510,9 @@ export function buildCli(): Command {
 
   program
     .command('reembed')
-    .description('Embed memories that have no vector for the current model (after a model change or an outage)')
+    .description(
+      'Embed memories and knowledge-graph entities that have no current vector for the model (after a model change or an outage)',
+    )
     .action(async () => {
       const cfg = config();
       await withTarget(cfg, 'default', async (t) => {
@@ -524,6 +526,9 @@ export function buildCli(): Command {
         process.stderr.write('\n');
         if (r.error !== undefined) throw r.error instanceof Error ? r.error : new Error('re-embed failed');
         out(`embedded ${r.embedded} memories across ${r.orgs} org(s) with ${t.engram.embedder.model}`);
+        const g = await t.engram.graph.embedStale();
+        if (g.error !== undefined) throw g.error instanceof Error ? g.error : new Error('graph re-embed failed');
+        out(`embedded ${g.embedded} knowledge-graph entities`);
       });
     });
 
