@@ -314,7 +314,15 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       onQueued: () => worker.poke(),
       bulkWrites: imports,
     });
-    const graph = new GraphService({ tenantDb, embedder, onEmbedError });
+    const graph = new GraphService({
+      tenantDb,
+      embedder,
+      system,
+      onEmbedError,
+      onMaintenanceError: (e) => log.warn({ err: (e as Error).message }, 'refreshing graph statistics failed'),
+    });
+    // Before the store closes: lets a background embedding run finish.
+    closers.push(() => graph.close());
     const weights = defaultSearchWeights(embedder.provider);
     const rr = config.search.reranker;
     const reranker =
@@ -517,6 +525,21 @@ export function createLogger(config: Config, destination?: DestinationStream): L
   return destination === undefined ? pino(options) : pino(options, destination);
 }
 
+/**
+ * First start of a store: creates the org "default" and an admin API key,
+ * saved in `<dataDir>/admin.key` (mode 0600), which `engram mcp` and the CLI
+ * read. Returns the key when it created one; undefined when the org exists.
+ * Callers say where the key is (the server prints it once on its console).
+ */
+export async function bootstrapDefaultOrg(engram: Engram): Promise<{ adminKey: string; keyFile: string } | undefined> {
+  const boot = await engram.apiKeys.bootstrap(engram.config.residency.region);
+  if (boot.adminKey === undefined) return undefined;
+  const keyFile = path.join(engram.config.dataDir, 'admin.key');
+  writeFileSync(keyFile, `${boot.adminKey}\n`, { mode: 0o600 });
+  chmodSync(keyFile, 0o600);
+  return { adminKey: boot.adminKey, keyFile };
+}
+
 export interface RunningServer {
   readonly url: string;
   readonly engram: Engram;
@@ -526,16 +549,13 @@ export interface RunningServer {
 export async function startServer(config: Config, log: Logger = createLogger(config)): Promise<RunningServer> {
   log.info({ config: redactedSummary(config) }, 'starting Engram');
   const engram = await openEngram(config, { log });
-  const { apiKeys, database, migrator } = engram;
+  const { database, migrator } = engram;
 
-  const boot = await apiKeys.bootstrap(config.residency.region);
-  if (boot.adminKey !== undefined) {
-    const keyFile = path.join(config.dataDir, 'admin.key');
-    writeFileSync(keyFile, `${boot.adminKey}\n`, { mode: 0o600 });
-    chmodSync(keyFile, 0o600);
+  const boot = await bootstrapDefaultOrg(engram);
+  if (boot !== undefined) {
     process.stdout.write(
       `\n  Engram created the org "default" and an admin API key (shown once):\n\n    ${boot.adminKey}\n\n` +
-        `  It is also saved in ${keyFile} (mode 0600).\n\n`,
+        `  It is also saved in ${boot.keyFile} (mode 0600).\n\n`,
     );
   }
 
@@ -572,6 +592,9 @@ export async function startServer(config: Config, log: Logger = createLogger(con
       .then(async (r) => {
         if (r.embedded > 0) log.info({ embedded: r.embedded }, 're-embedded memories');
         if (r.error !== undefined) log.warn({ err: (r.error as Error).message }, 're-embed paused; will retry');
+        const g = await engram.graph.embedStale();
+        if (g.embedded > 0) log.info({ embedded: g.embedded }, 'embedded graph entities');
+        if (g.error !== undefined) log.warn({ err: (g.error as Error).message }, 'graph embedding paused; will retry');
         if (database.kind === 'pglite') {
           const vacuumed = await engram.system.vacuum();
           if (vacuumed.length > 0) log.debug({ tables: vacuumed }, 'vacuumed tables');

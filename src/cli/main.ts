@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import { randomUUID } from 'node:crypto';
+import path from 'node:path';
 import pino from 'pino';
 import { loadConfig, redactedSummary, type Config } from '../config/config.ts';
 import { JOB_STATES, type JobState } from '../domain/jobs/job.types.ts';
@@ -10,7 +11,7 @@ import type { Scope } from '../domain/tenancy/tenancy.types.ts';
 import { AppError, errors, isAppError } from '../errors.ts';
 import { presentApiKey, presentHit, presentMemory, presentVersion } from '../http/schemas.ts';
 import { presentJob } from '../http/routes/jobs.routes.ts';
-import { mcpServerFactory, startServer } from '../main.ts';
+import { bootstrapDefaultOrg, mcpServerFactory, startServer } from '../main.ts';
 import { bridgeStdio, serveStdio } from '../mcp/stdio.ts';
 import { DataDirLock, readLock } from '../storage/local/data-dir-lock.ts';
 import { openDatabase } from '../storage/postgres/database.ts';
@@ -326,18 +327,33 @@ export function buildCli(): Command {
     )
     .action(async () => {
       const cfg = config();
-      const key = readKey(cfg);
-      if (key === undefined) {
-        throw new AppError(
-          'UNAUTHENTICATED',
-          'No API key: set ENGRAM_API_KEY (or ENGRAM_API_KEY_FILE), or start the server once to create <data dir>/admin.key',
-        );
-      }
+      let key = readKey(cfg);
       const holder = cfg.store.kind === 'pglite' ? readLock(cfg.dataDir) : undefined;
       if (cfg.serverUrlExplicit || holder?.url != null) {
+        if (key === undefined) {
+          throw new AppError(
+            'UNAUTHENTICATED',
+            'No API key for the Engram server: set ENGRAM_API_KEY (or ENGRAM_API_KEY_FILE), or keep <data dir>/admin.key',
+          );
+        }
         return bridgeStdio(cfg.serverUrlExplicit ? cfg.serverUrl : (holder?.url ?? cfg.serverUrl), key);
       }
       await withStore(cfg, 'mcp', async (engram) => {
+        // A fresh store is set up as `engram serve` sets it up. stdout carries
+        // MCP only: where the key is goes to stderr, the key itself nowhere.
+        if (key === undefined) {
+          const boot = await bootstrapDefaultOrg(engram);
+          if (boot === undefined) {
+            throw new AppError(
+              'UNAUTHENTICATED',
+              `No API key: set ENGRAM_API_KEY (or ENGRAM_API_KEY_FILE); the org "default" exists but ${path.join(cfg.dataDir, 'admin.key')} does not`,
+            );
+          }
+          process.stderr.write(
+            `engram: created the org "default" and an admin API key, saved in ${boot.keyFile} (mode 0600)\n`,
+          );
+          key = boot.adminKey;
+        }
         const ctx = await engram.authenticator.authenticate({
           authorization: `Bearer ${key}`,
           dpop: undefined,
@@ -496,7 +512,9 @@ export function buildCli(): Command {
 
   program
     .command('reembed')
-    .description('Embed memories that have no vector for the current model (after a model change or an outage)')
+    .description(
+      'Embed memories and knowledge-graph entities that have no current vector for the model (after a model change or an outage)',
+    )
     .action(async () => {
       const cfg = config();
       await withTarget(cfg, 'default', async (t) => {
@@ -510,6 +528,9 @@ export function buildCli(): Command {
         process.stderr.write('\n');
         if (r.error !== undefined) throw r.error instanceof Error ? r.error : new Error('re-embed failed');
         out(`embedded ${r.embedded} memories across ${r.orgs} org(s) with ${t.engram.embedder.model}`);
+        const g = await t.engram.graph.embedStale();
+        if (g.error !== undefined) throw g.error instanceof Error ? g.error : new Error('graph re-embed failed');
+        out(`embedded ${g.embedded} knowledge-graph entities`);
       });
     });
 

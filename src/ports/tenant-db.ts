@@ -196,7 +196,10 @@ export interface RankedEntityId {
  * concurrent transactions wait for each other instead of deadlocking.
  */
 export interface GraphStore {
-  /** Inserts the entities whose name is new in the scope, with their observations; returns the ids created. */
+  /**
+   * Inserts the entities whose name is new in the scope, with their
+   * observations, and queues them for embedding; returns the ids created.
+   */
   insertEntities(scope: MemoryScope, scopeKey: string, rows: readonly NewGraphEntity[]): Promise<string[]>;
   /**
    * Finds the named entities and locks them until the transaction ends, so
@@ -206,13 +209,15 @@ export interface GraphStore {
    */
   lockEntities(scopeKey: string, names: readonly string[]): Promise<Array<{ id: string; name: string }>>;
   /**
-   * Adds observations an entity does not have yet (in the given order) and
-   * bumps the revision of the entities that changed. Returns what was added.
+   * Adds observations an entity does not have yet (in the given order), bumps
+   * the revision of the entities that changed and queues them for embedding.
+   * Returns what was added.
    */
   insertObservations(
+    scopeKey: string,
     rows: ReadonlyArray<{ entityId: string; content: string }>,
   ): Promise<Array<{ entityId: string; content: string }>>;
-  /** Deletes observations and bumps the revision of the entities that changed; returns their ids. */
+  /** Deletes observations, bumps the revision of the entities that changed and queues them; returns their ids. */
   deleteObservations(rows: ReadonlyArray<{ entityId: string; content: string }>): Promise<string[]>;
   /** Deletes the named entities (with their observations and relations); returns how many. */
   deleteEntities(scopeKey: string, names: readonly string[]): Promise<number>;
@@ -220,37 +225,51 @@ export interface GraphStore {
   insertRelations(scopeKey: string, rows: readonly GraphRelationIds[]): Promise<GraphRelationIds[]>;
   /** Deletes relations given by endpoint names; returns how many. */
   deleteRelations(scopeKey: string, rows: readonly Relation[]): Promise<number>;
-  /** Entities by name or id, in id order. */
-  findEntities(
+  /**
+   * Entities by name or id, in id order, with the relations that have at
+   * least one end among them (by endpoint names, in creation order): what
+   * open_nodes and search_nodes answer.
+   */
+  findNodes(
     scopeKey: string,
     by: { names: readonly string[] } | { ids: readonly string[] },
-  ): Promise<GraphEntityRecord[]>;
+  ): Promise<{ entities: GraphEntityRecord[]; relations: Relation[] }>;
   /** Up to `limit` entities after `afterId`, in id order. */
   findEntityPage(scopeKey: string, limit: number, afterId: string | null): Promise<GraphEntityRecord[]>;
+  /** Relations whose source is one of `ids`, by endpoint names, in creation order. */
+  findRelationsFrom(ids: readonly string[]): Promise<Relation[]>;
   /**
-   * Relations, by endpoint names, in creation order: `from` those whose source
-   * is one of `ids`; `touching` those with at least one end in `ids`.
+   * The two search signals' candidates, best first. `lexical`: entities
+   * matching the text as a case-insensitive substring of name, type or an
+   * observation, or any of the full-text terms; substring matches first, then
+   * by full-text rank. Candidates come from indexes, at most about `limit` per
+   * way of matching (substring, each term), so the work does not grow with
+   * the graph; when more than that match one way, which of them are ranked is
+   * up to the index. `vector` (when a query vector is given): the `limit`
+   * nearest entities by cosine similarity (score = 1 − cosine distance) among
+   * vectors of `model`, through the model's HNSW index, exactly when the index
+   * yields fewer; entities without such a vector are not candidates.
    */
-  findRelations(ids: readonly string[], mode: 'from' | 'touching'): Promise<Relation[]>;
+  searchCandidates(
+    scopeKey: string,
+    q: {
+      text: string;
+      terms: readonly string[];
+      limit: number;
+      vector?: { vector: Float32Array; model: string; limit: number } | undefined;
+    },
+  ): Promise<{ lexical: RankedEntityId[]; vector: RankedEntityId[] }>;
   /**
-   * Entities matching the text as a case-insensitive substring of name, type
-   * or an observation, or any of the full-text terms; substring matches first,
-   * then by full-text rank.
+   * Up to `limit` entities of the org, in id order, whose vector is missing,
+   * older than their text (every write that creates or changes an entity
+   * queues it), or of another model than `model`, with the text to embed.
+   * Found by key: cheap when there are none.
    */
-  searchLexical(
-    scopeKey: string,
-    q: { text: string; terms: readonly string[]; limit: number },
-  ): Promise<RankedEntityId[]>;
-  /** Nearest entities by cosine similarity (score = 1 − cosine distance), exact. */
-  searchVector(scopeKey: string, q: { vector: Float32Array; model: string; limit: number }): Promise<RankedEntityId[]>;
-  /** Entities with no vector of `model` for their current revision; `first` ids come first. */
-  findStaleEmbeddings(
-    scopeKey: string,
-    model: string,
-    limit: number,
-    first: readonly string[],
-  ): Promise<GraphEmbeddingTask[]>;
-  /** Stores vectors, each only if its entity is still at that revision; returns how many. */
+  findStaleEmbeddings(model: string, limit: number): Promise<GraphEmbeddingTask[]>;
+  /**
+   * Stores vectors, each only if its entity is still at that revision (and
+   * then takes the entity off the queue); returns how many.
+   */
   updateEmbeddings(rows: readonly GraphEmbeddingRow[]): Promise<number>;
 }
 
@@ -310,6 +329,14 @@ export interface SystemStore {
    * Returns whether it analyzed.
    */
   analyze(force?: boolean): Promise<boolean>;
+  /**
+   * Refreshes planner statistics of the knowledge graph tables that changed
+   * by more than autovacuum's threshold (50 rows + 10 %) since they were last
+   * analyzed. The graph calls it as it grows: on a table without statistics
+   * the planner takes a scope for one row and scans it for every lookup (see
+   * migration 0018). Returns whether it analyzed.
+   */
+  analyzeGraph(): Promise<boolean>;
   /**
    * Refreshes planner statistics of the code graph tables. The indexer calls
    * it after writing many rows: resolution joins planned on a freshly filled

@@ -14,6 +14,8 @@ export interface FakeOpenAi {
   /** The dimension it was started with. */
   readonly dimension: number;
   readonly calls: number;
+  /** Every input it was asked to embed, in order (answered or not). */
+  readonly inputs: readonly string[];
   down(on: boolean): void;
   setDimension(d: number): void;
   close(): Promise<void>;
@@ -24,11 +26,18 @@ export async function startFakeOpenAi(dimension = 64, port = 0): Promise<FakeOpe
   let isDown = false;
   let dim = dimension;
   let calls = 0;
+  const inputs: string[] = [];
   const server: Server = createServer((req, res) => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString('utf8')));
     req.on('end', () => {
       calls += 1;
+      try {
+        const asked = (JSON.parse(body) as { input?: unknown }).input;
+        if (Array.isArray(asked)) inputs.push(...asked.map(String));
+      } catch {
+        // Not JSON: answered below like any other request.
+      }
       if (isDown) {
         res.writeHead(503, { 'content-type': 'application/json' });
         res.end(JSON.stringify({ error: { message: 'overloaded', type: 'server_error' } }));
@@ -61,6 +70,7 @@ export async function startFakeOpenAi(dimension = 64, port = 0): Promise<FakeOpe
     get calls() {
       return calls;
     },
+    inputs,
     down: (on) => {
       isDown = on;
     },

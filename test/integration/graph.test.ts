@@ -2,11 +2,23 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GraphService } from '../../src/domain/graph/graph.service.ts';
 import type { Entity, Graph } from '../../src/domain/graph/graph.types.ts';
+import { PgTenantDb } from '../../src/storage/postgres/tenant-db.pg.ts';
 import { fakeOpenAiEnv, startFakeOpenAi, type FakeOpenAi } from '../helpers/fake-openai.ts';
 import { backend, createTestEngram, type TestEngram, type TestOrg } from '../helpers/test-engram.ts';
 
 const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 const names = (g: { entities: Entity[] }) => g.entities.map((e) => e.name);
+
+/** Vector state of an org's entities, read past RLS: has a vector; computed from the current text; queued. */
+async function vectorState(t: TestEngram, orgId: string) {
+  return (
+    await sql<{ name: string; embedded: boolean; fresh: boolean; queued: boolean }>`
+      SELECT e.name, v.entity_id IS NOT NULL AS embedded, v.revision IS NOT DISTINCT FROM e.revision AS fresh,
+        EXISTS (SELECT 1 FROM graph_embedding_queue q WHERE q.org_id = e.org_id AND q.entity_id = e.id) AS queued
+      FROM graph_entities e LEFT JOIN graph_embeddings v ON v.org_id = e.org_id AND v.entity_id = e.id
+      WHERE e.org_id = ${orgId} ORDER BY e.name`.execute(t.engram.database.adminDb)
+  ).rows;
+}
 
 describe(`${GraphService.name} (${backend})`, () => {
   let t: TestEngram;
@@ -18,13 +30,7 @@ describe(`${GraphService.name} (${backend})`, () => {
   });
   afterAll(async () => t.close());
 
-  /** Vector state of an org's entities, read past RLS. */
-  const vectors = async (org: TestOrg) =>
-    (
-      await sql<{ name: string; embedded: boolean; fresh: boolean }>`
-        SELECT name, embedding IS NOT NULL AS embedded, embedded_revision IS NOT DISTINCT FROM revision AS fresh
-        FROM graph_entities WHERE org_id = ${org.orgId} ORDER BY name`.execute(t.engram.database.adminDb)
-    ).rows;
+  const vectors = (org: TestOrg) => vectorState(t, org.orgId);
 
   describe('the official memory server call sequence', () => {
     it('gives the answers @modelcontextprotocol/server-memory gives', async () => {
@@ -304,6 +310,8 @@ describe(`${GraphService.name} (${backend})`, () => {
         { name: 'Kitchen', entityType: 'room', observations: ['Has an espresso machine'] },
       ]);
       await graph.createRelations(org.ctx, [{ from: 'John_Smith', to: 'Kitchen', relationType: 'owns' }]);
+      // Vectors are computed in the background.
+      await graph.flushEmbeddings();
     });
 
     it('finds by case-insensitive substring, like the official server', async () => {
@@ -331,12 +339,43 @@ describe(`${GraphService.name} (${backend})`, () => {
       expect((await graph.searchNodes(org.ctx, 'qqzz', { limit: 10 })).entities).toEqual([]);
     });
 
-    it('keeps vectors current as observations change', async () => {
+    it('keeps vectors current as observations change, in the background', async () => {
       await graph.addObservations(org.ctx, [{ entityName: 'Kitchen', contents: ['Tiled floor'] }]);
       await graph.deleteObservations(org.ctx, [
         { entityName: 'Andromeda', observations: ['Nearest large spiral galaxy'] },
       ]);
-      expect((await vectors(org)).every((v) => v.embedded && v.fresh)).toBe(true);
+      const changed = (await vectors(org)).filter((v) => v.queued).map((v) => v.name);
+      expect(changed.every((n) => n === 'Andromeda' || n === 'Kitchen')).toBe(true);
+      await graph.flushEmbeddings();
+      expect((await vectors(org)).every((v) => v.embedded && v.fresh && !v.queued)).toBe(true);
+    });
+
+    it('treats %, _ and \\ in the query as themselves, like a substring', async () => {
+      const { ctx } = await t.makeOrg();
+      await graph.createEntities(ctx, [
+        { name: 'Quota', entityType: 'note', observations: ['50% of a_b\\c'] },
+        { name: 'Other', entityType: 'note', observations: ['500 of axb'] },
+      ]);
+      await graph.flushEmbeddings();
+      for (const q of ['50%', 'a_b', 'b\\c', '% of a']) {
+        expect(names(await graph.searchNodes(ctx, q, { limit: 10 })), q).toEqual(['Quota']);
+      }
+    });
+
+    it('finds the entity with a rare word among hundreds matching a common one', async () => {
+      const { ctx } = await t.makeOrg();
+      const common = Array.from({ length: 300 }, (_, i) => ({
+        name: `note-${i}`,
+        entityType: 'memo',
+        observations: [`meeting notes number ${i}`],
+      }));
+      for (let i = 0; i < common.length; i += 100) await graph.createEntities(ctx, common.slice(i, i + 100));
+      await graph.createEntities(ctx, [{ name: 'Zebra', entityType: 'memo', observations: ['zebra meeting notes'] }]);
+      await graph.flushEmbeddings();
+      // Every memo matches "meeting", one "zebra" too: it ranks first.
+      const r = await graph.searchNodes(ctx, 'zebra meeting', { limit: 5 });
+      expect(names(r)[0]).toBe('Zebra');
+      expect(r.entities).toHaveLength(5);
     });
   });
 
@@ -403,10 +442,9 @@ describe(`${GraphService.name} (${backend})`, () => {
         const mineOnHub = hub?.observations.filter((o) => o.startsWith(`client-${i} round`));
         expect(mineOnHub).toEqual(Array.from({ length: rounds }, (_, r) => `client-${i} round ${r}`));
       }
-      // The last writer of each entity embedded its final text.
-      const v = await sql<{ n: number }>`SELECT count(*)::int AS n FROM graph_entities
-        WHERE org_id = ${ctx.orgId} AND embedded_revision IS DISTINCT FROM revision`.execute(t.engram.database.adminDb);
-      expect(v.rows[0]?.n).toBe(0);
+      // Once the background embedding is done, every entity has the vector of its final text.
+      await graph.flushEmbeddings();
+      expect((await vectorState(t, ctx.orgId)).filter((v) => !v.embedded || !v.fresh || v.queued)).toEqual([]);
     });
   });
 });
@@ -429,19 +467,16 @@ describe(`${GraphService.name} with an embedder that fails (${backend})`, () => 
     await fake.close();
   });
 
-  it('writes anyway, answers lexically with degraded [vector], and embeds lazily once it is back', async () => {
+  it('writes anyway, answers lexically with degraded [vector], and embeds in the background once it is back', async () => {
     const org = await t.makeOrg();
     const g = t.engram.graph;
     const state = async () =>
-      (
-        await sql<{ name: string; embedded: boolean; fresh: boolean }>`
-          SELECT name, embedding IS NOT NULL AS embedded, embedded_revision IS NOT DISTINCT FROM revision AS fresh
-          FROM graph_entities WHERE org_id = ${org.orgId} ORDER BY name`.execute(t.engram.database.adminDb)
-      ).rows;
+      (await vectorState(t, org.orgId)).map(({ name, embedded, fresh }) => ({ name, embedded, fresh }));
     await g.createEntities(org.ctx, [
       { name: 'Before', entityType: 'note', observations: ['written while up'] },
       { name: 'Photosynthesis', entityType: 'biology', observations: [] },
     ]);
+    await g.flushEmbeddings();
     expect(names(await g.searchNodes(org.ctx, 'photosinthesis', { limit: 10 }))).toEqual(['Photosynthesis']);
 
     fake.down(true);
@@ -457,11 +492,14 @@ describe(`${GraphService.name} with an embedder that fails (${backend})`, () => 
     expect(await g.addObservations(org.ctx, [{ entityName: 'Before', contents: ['changed while down'] }])).toEqual([
       { entityName: 'Before', addedObservations: ['changed while down'] },
     ]);
-    expect(await state()).toEqual([
+    // The background embedding fails, and the work stays queued.
+    expect((await g.flushEmbeddings()).error).toBeDefined();
+    const stale = [
       { name: 'Before', embedded: true, fresh: false },
       { name: 'During', embedded: false, fresh: false },
       { name: 'Photosynthesis', embedded: true, fresh: true },
-    ]);
+    ];
+    expect(await state()).toEqual(stale);
 
     const r = await g.searchNodes(org.ctx, 'while down', { limit: 10 });
     expect(r.degraded).toEqual(['vector']);
@@ -469,9 +507,53 @@ describe(`${GraphService.name} with an embedder that fails (${backend})`, () => 
 
     fake.down(false);
     await new Promise((resolve) => setTimeout(resolve, 250));
+    // Back up: a search embeds its query and nothing else, and finds the
+    // entity without a vector lexically.
+    const inputs = fake.inputs.length;
     const again = await g.searchNodes(org.ctx, 'during', { limit: 10 });
+    expect(fake.inputs.slice(inputs)).toEqual(['during']);
     expect(again.degraded).toEqual([]);
     expect(names(again)).toEqual(['During']);
+    expect(await state()).toEqual(stale);
+
+    // The next write (or the server's periodic sweep) embeds what is queued.
+    await g.createEntities(org.ctx, [{ name: 'After', entityType: 'note', observations: [] }]);
+    await g.flushEmbeddings();
     expect((await state()).every((v) => v.embedded && v.fresh)).toBe(true);
+  });
+
+  it('embeds only the query when it searches, never an entity whose vector is missing, and still finds it', async () => {
+    // A graph whose background embedding never runs on its own, so nothing but the search calls the embedder.
+    const g = new GraphService({
+      tenantDb: new PgTenantDb(t.engram.database.db, { canActAsSystem: false }),
+      embedder: t.engram.embedder,
+      embeddingTiming: { idleMs: 600_000, maxDelayMs: 600_000 },
+    });
+    const org = await t.makeOrg();
+    fake.down(true);
+    await g.createEntities(org.ctx, [{ name: 'Unembedded', entityType: 'note', observations: ['written while down'] }]);
+    fake.down(false);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    const before = fake.inputs.length;
+    const r = await g.searchNodes(org.ctx, 'while down', { limit: 10 });
+    expect(fake.inputs.slice(before)).toEqual(['while down']);
+    expect(r.degraded).toEqual([]);
+    expect(names(r)).toEqual(['Unembedded']);
+    expect((await vectorState(t, org.orgId))[0]).toMatchObject({ embedded: false, queued: true });
+    await g.close();
+  });
+
+  it('sweeps what is queued in every org (the server runs it periodically)', async () => {
+    const org = await t.makeOrg();
+    const g = t.engram.graph;
+    fake.down(true);
+    await g.createEntities(org.ctx, [{ name: 'Lonely', entityType: 'note', observations: ['never embedded'] }]);
+    await g.flushEmbeddings();
+    fake.down(false);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    expect((await vectorState(t, org.orgId))[0]).toMatchObject({ embedded: false, queued: true });
+    const swept = await g.embedStale();
+    expect(swept.error).toBeUndefined();
+    expect((await vectorState(t, org.orgId))[0]).toMatchObject({ embedded: true, fresh: true, queued: false });
   });
 });

@@ -154,6 +154,38 @@ describe(`migrate down then up with data (${backend})`, () => {
     }
   });
 
+  it('keeps the knowledge graph through 0018 down and up: vectors back in the entity rows, then out again', async () => {
+    const t = await createTestEngram();
+    try {
+      const org = await t.makeOrg();
+      const graph = t.engram.graph;
+      await graph.createEntities(org.ctx, [
+        { name: 'A', entityType: 't', observations: ['one', 'two'] },
+        { name: 'B', entityType: 't', observations: [] },
+      ]);
+      await graph.flushEmbeddings();
+      // B's vector is now older than its text, and B is queued.
+      await graph.addObservations(org.ctx, [{ entityName: 'B', contents: ['changed'] }]);
+      await graph.close();
+      const before = await snapshotAll(t.engram.database.adminDb);
+      expect(before.find((s) => s.table === 'graph_embedding_queue')?.rows).toBe(1);
+
+      expect((await t.engram.migrator.down(1)).map((r) => r.name)).toEqual(['graph_scale']);
+      const rows = await sql<{ name: string; embedded: boolean; fresh: boolean }>`
+        SELECT name, embedding IS NOT NULL AS embedded, embedded_revision = revision AS fresh
+        FROM graph_entities WHERE org_id = ${org.orgId} ORDER BY name`.execute(t.engram.database.adminDb);
+      expect(rows.rows).toEqual([
+        { name: 'A', embedded: true, fresh: true },
+        { name: 'B', embedded: true, fresh: false },
+      ]);
+
+      await t.engram.migrator.up();
+      expect(await snapshotAll(t.engram.database.adminDb)).toEqual(before);
+    } finally {
+      await t.close();
+    }
+  });
+
   it('leaves every table checksum unchanged', async () => {
     const t = await createTestEngram();
     try {

@@ -1,13 +1,12 @@
 import { v7 as uuidv7 } from 'uuid';
 import { AppError, errors } from '../../errors.ts';
-import { EMBED_MAX_BATCH, EMBED_MAX_CHARS, type Embedder } from '../../ports/embedder.ts';
+import type { Embedder } from '../../ports/embedder.ts';
 import type {
-  GraphEmbeddingRow,
-  GraphEmbeddingTask,
   GraphEntityRecord,
   GraphStore,
   NewGraphEntity,
   RankedEntityId,
+  SystemStore,
   TenantDb,
 } from '../../ports/tenant-db.ts';
 import { scopeKey } from '../memory/memory.service.ts';
@@ -30,12 +29,16 @@ import {
   type Relation,
   type SearchNodesOptions,
 } from './graph.types.ts';
+import { GraphEmbeddingService, type EmbeddingReport, type GraphEmbeddingTiming } from './graph-embedding.service.ts';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-/** The text an entity's vector is computed from. */
-export const entityText = (e: { name: string; entityType: string; observations: readonly string[] }): string =>
-  `${e.name} (${e.entityType}): ${e.observations.join('; ')}`.slice(0, EMBED_MAX_CHARS);
+/**
+ * Rows written between two checks of the planner statistics. The check is a
+ * catalog query; the ANALYZE it may run happens about log(N) times while a
+ * graph grows to N rows (each time it has grown by 10 %).
+ */
+const ANALYZE_CHECK_ROWS = 200;
 
 const toEntity = (r: GraphEntityRecord): Entity => ({
   name: r.name,
@@ -57,26 +60,45 @@ interface ResolvedScope {
  * refused, and search is hybrid (substring and full text fused with vector
  * similarity by reciprocal rank). Each graph lives in one org and one scope.
  *
- * Writes never wait for the embedder inside a transaction: they commit, then
- * the changed entities are embedded and their vectors stored if the entity did
- * not change meanwhile. If the embedder is down the write still succeeds and
- * the vector is computed on a later write or search in that scope.
+ * Neither reads nor writes wait for the embedder: a write commits with the
+ * entities it created or changed queued for embedding, and
+ * {@link GraphEmbeddingService} computes their vectors in the background; a
+ * search embeds only its query. Until an entity has a current vector, search
+ * finds it lexically (or by its previous vector). If the embedder is down the
+ * write still succeeds, and the work waits in the queue.
  */
 export class GraphService {
   private readonly limits: GraphLimits;
+  private readonly embeddings: GraphEmbeddingService;
+  /** Rows written since the planner statistics were last checked (see {@link ANALYZE_CHECK_ROWS}). */
+  private written = 0;
+  private analyzing: Promise<void> | undefined;
 
   constructor(
     private readonly deps: {
       readonly tenantDb: TenantDb;
       readonly embedder: Embedder;
+      /** Org ids for the periodic sweep; planner statistics as the graph grows. */
+      readonly system?: Pick<SystemStore, 'findOrgIds' | 'analyzeGraph'> | undefined;
       readonly limits?: Partial<GraphLimits>;
+      /** When the background embedding runs (defaults: 200 ms idle, 5 s at most). */
+      readonly embeddingTiming?: Partial<GraphEmbeddingTiming> | undefined;
       readonly onEmbedError?: (e: unknown) => void;
+      /** Refreshing planner statistics failed (the write it followed succeeded). */
+      readonly onMaintenanceError?: (e: unknown) => void;
     },
   ) {
     this.limits = {
       ...DEFAULT_GRAPH_LIMITS,
       ...Object.fromEntries(Object.entries(deps.limits ?? {}).filter(([, v]) => v !== undefined)),
     };
+    this.embeddings = new GraphEmbeddingService({
+      tenantDb: deps.tenantDb,
+      embedder: deps.embedder,
+      timing: deps.embeddingTiming,
+      onEmbedError: deps.onEmbedError,
+      onStored: (n) => this.wrote(n),
+    });
   }
 
   /** Creates the entities whose name is new in the scope; returns only those. */
@@ -95,9 +117,10 @@ export class GraphService {
       rows.push({ id: uuidv7(), name, entityType, observations });
     });
     if (rows.length === 0) return [];
-    const created = await this.write(ctx, s, async (graph) => {
+    const created = await this.write(ctx, async (graph) => {
       const ids = new Set(await graph.insertEntities(s.scope, s.key, rows));
-      return { result: rows.filter((r) => ids.has(r.id)), changed: [...ids] };
+      const result = rows.filter((r) => ids.has(r.id));
+      return { result, changed: [...ids], rows: result.reduce((n, r) => n + 1 + r.observations.length, 0) };
     });
     return created.map((r) => ({ name: r.name, entityType: r.entityType, observations: [...r.observations] }));
   }
@@ -110,7 +133,7 @@ export class GraphService {
     const s = this.resolveScope(scope);
     const wanted = this.checkRelations(relations);
     if (wanted.length === 0) return [];
-    return this.deps.tenantDb.withTenant(ctx.orgId, async ({ graph }) => {
+    const created = await this.deps.tenantDb.withTenant(ctx.orgId, async ({ graph }) => {
       const names = unique(wanted.flatMap((r) => [r.from, r.to]));
       const found = new Map((await graph.lockEntities(s.key, names)).map((e) => [e.name, e.id]));
       for (const r of wanted) {
@@ -137,6 +160,8 @@ export class GraphService {
         .filter((r) => created.has(key(found.get(r.from) ?? '', found.get(r.to) ?? '', r.relationType)))
         .map((r) => ({ from: r.from, to: r.to, relationType: r.relationType }));
     });
+    await this.wrote(created.length);
+    return created;
   }
 
   /**
@@ -155,7 +180,7 @@ export class GraphService {
       contents: this.checkObservations(o.contents, `observations[${i}].contents`),
     }));
     if (wanted.length === 0) return [];
-    return this.write(ctx, s, async (graph) => {
+    return this.write(ctx, async (graph) => {
       const ids = new Map(
         (await graph.lockEntities(s.key, unique(wanted.map((w) => w.entityName)))).map((e) => [e.name, e.id]),
       );
@@ -164,7 +189,7 @@ export class GraphService {
       const rows = wanted.flatMap((w) =>
         w.contents.map((content) => ({ entityId: ids.get(w.entityName) ?? '', content })),
       );
-      const inserted = await graph.insertObservations(rows);
+      const inserted = await graph.insertObservations(s.key, rows);
       // Attribute each new content to the first item that asked for it.
       const fresh = new Set(inserted.map((r) => JSON.stringify([r.entityId, r.content])));
       const result = wanted.map((w) => {
@@ -172,7 +197,7 @@ export class GraphService {
         const addedObservations = w.contents.filter((c) => fresh.delete(JSON.stringify([id, c])));
         return { entityName: w.entityName, addedObservations };
       });
-      return { result, changed: unique(inserted.map((r) => r.entityId)) };
+      return { result, changed: unique(inserted.map((r) => r.entityId)), rows: inserted.length };
     });
   }
 
@@ -181,7 +206,9 @@ export class GraphService {
     const s = this.resolveScope(scope);
     const wanted = this.checkNames(names, 'entityNames');
     if (wanted.length === 0) return;
-    await this.deps.tenantDb.withTenant(ctx.orgId, ({ graph }) => graph.deleteEntities(s.key, wanted));
+    await this.wrote(
+      await this.deps.tenantDb.withTenant(ctx.orgId, ({ graph }) => graph.deleteEntities(s.key, wanted)),
+    );
   }
 
   /** Deletes observations; unknown entities and contents are ignored. */
@@ -197,7 +224,7 @@ export class GraphService {
       observations: this.checkObservations(d.observations, `deletions[${i}].observations`),
     }));
     if (wanted.length === 0) return;
-    await this.write(ctx, s, async (graph) => {
+    await this.write(ctx, async (graph) => {
       const ids = new Map(
         (await graph.lockEntities(s.key, unique(wanted.map((w) => w.entityName)))).map((e) => [e.name, e.id]),
       );
@@ -206,7 +233,7 @@ export class GraphService {
         return entityId === undefined ? [] : w.observations.map((content) => ({ entityId, content }));
       });
       const changed = rows.length === 0 ? [] : await graph.deleteObservations(rows);
-      return { result: undefined, changed };
+      return { result: undefined, changed, rows: changed.length };
     });
   }
 
@@ -215,7 +242,9 @@ export class GraphService {
     const s = this.resolveScope(scope);
     const wanted = this.checkRelations(relations);
     if (wanted.length === 0) return;
-    await this.deps.tenantDb.withTenant(ctx.orgId, ({ graph }) => graph.deleteRelations(s.key, wanted));
+    await this.wrote(
+      await this.deps.tenantDb.withTenant(ctx.orgId, ({ graph }) => graph.deleteRelations(s.key, wanted)),
+    );
   }
 
   /**
@@ -226,16 +255,11 @@ export class GraphService {
     const s = this.resolveScope(opts.scope);
     const limit = this.checkLimit(opts.limit, this.limits.pageLimit);
     const afterId = opts.cursor === null ? null : decodeCursor(opts.cursor);
+    this.embeddings.touched();
     return this.deps.tenantDb.withTenant(ctx.orgId, async ({ graph }) => {
       const rows = await graph.findEntityPage(s.key, limit + 1, afterId);
       const page = rows.slice(0, limit);
-      const relations =
-        page.length === 0
-          ? []
-          : await graph.findRelations(
-              page.map((e) => e.id),
-              'from',
-            );
+      const relations = await graph.findRelationsFrom(page.map((e) => e.id));
       const last = page.at(-1);
       return {
         entities: page.map(toEntity),
@@ -254,54 +278,51 @@ export class GraphService {
    * with at least one end among the entities returned, as the current official
    * server answers (older releases required both ends), so callers see the
    * connections to nodes outside the result. If the embedder fails, the answer
-   * is lexical only and says `degraded: ['vector']`.
+   * is lexical only and says `degraded: ['vector']`. Only the query is
+   * embedded: an entity whose vector is missing or stale (written while the
+   * embedder was down) is found lexically until a write or the background
+   * sweep embeds it.
    */
   async searchNodes(ctx: RequestContext, query: string, opts: SearchNodesOptions): Promise<GraphSearchResult> {
     const s = this.resolveScope(opts.scope);
     this.checkText(query, 'query', this.limits.queryChars);
     const limit = this.checkLimit(opts.limit, this.limits.searchLimit);
     const { embedder, tenantDb } = this.deps;
+    this.embeddings.touched();
 
-    // Vectors missing from this scope are computed in the same embedder call
-    // as the query: the lazy catch-up for writes made while it was down.
-    const stale = await tenantDb.withTenant(ctx.orgId, ({ graph }) =>
-      graph.findStaleEmbeddings(s.key, embedder.model, EMBED_MAX_BATCH - 1, []),
-    );
     const degraded: Signal[] = [];
     let queryVector: Float32Array | undefined;
-    let fresh: GraphEmbeddingRow[] = [];
     try {
-      const vectors = await embedder.embed([query, ...stale.map(entityText)]);
-      queryVector = vectors[0];
-      fresh = this.embeddingRows(stale, vectors.slice(1));
+      [queryVector] = await embedder.embed([query]);
     } catch (e) {
       if (e instanceof AppError && e.code === 'EMBEDDING_DIMENSION_MISMATCH') throw e;
       this.deps.onEmbedError?.(e);
       degraded.push('vector');
     }
 
+    // Lexical candidates: enough that every substring match ranks before
+    // full-text ones. Vector: twice the answer, enough to fill it with what
+    // the lexical signal lacks; each further rank weighs less in the fusion,
+    // while the HNSW scan costs in proportion (ef_search).
     const candidates = Math.min(Math.max(limit * 4, 40), 200);
+    const nearest = Math.min(Math.max(limit * 2, 20), 200);
     return tenantDb.withTenant(ctx.orgId, async ({ graph }) => {
-      if (fresh.length > 0) await graph.updateEmbeddings(fresh);
-      const lexical = await graph.searchLexical(s.key, { text: query, terms: queryTerms(query), limit: candidates });
-      const vector =
-        queryVector === undefined
-          ? []
-          : (await graph.searchVector(s.key, { vector: queryVector, model: embedder.model, limit: candidates })).filter(
-              (h) => h.score >= this.limits.minSimilarity,
-            );
-      const ids = fuseIds([lexical, vector], limit);
-      if (ids.length === 0) return { entities: [], relations: [], degraded };
-      const byId = new Map((await graph.findEntities(s.key, { ids })).map((e) => [e.id, e]));
-      const found = ids.flatMap((id) => {
-        const e = byId.get(id);
-        return e === undefined ? [] : [e];
+      const found = await graph.searchCandidates(s.key, {
+        text: query,
+        terms: queryTerms(query),
+        limit: candidates,
+        vector: queryVector === undefined ? undefined : { vector: queryVector, model: embedder.model, limit: nearest },
       });
-      const relations = await graph.findRelations(
-        found.map((e) => e.id),
-        'touching',
-      );
-      return { entities: found.map(toEntity), relations, degraded };
+      const vector = found.vector.filter((h) => h.score >= this.limits.minSimilarity);
+      const ids = fuseIds([found.lexical, vector], limit);
+      if (ids.length === 0) return { entities: [], relations: [], degraded };
+      const nodes = await graph.findNodes(s.key, { ids });
+      const byId = new Map(nodes.entities.map((e) => [e.id, e]));
+      const entities = ids.flatMap((id) => {
+        const e = byId.get(id);
+        return e === undefined ? [] : [toEntity(e)];
+      });
+      return { entities, relations: nodes.relations, degraded };
     });
   }
 
@@ -310,57 +331,67 @@ export class GraphService {
     const s = this.resolveScope(scope);
     const wanted = this.checkNames(names, 'names');
     if (wanted.length === 0) return { entities: [], relations: [] };
+    this.embeddings.touched();
     return this.deps.tenantDb.withTenant(ctx.orgId, async ({ graph }) => {
-      const found = await graph.findEntities(s.key, { names: wanted });
-      const relations =
-        found.length === 0
-          ? []
-          : await graph.findRelations(
-              found.map((e) => e.id),
-              'touching',
-            );
-      return { entities: found.map(toEntity), relations };
+      const nodes = await graph.findNodes(s.key, { names: wanted });
+      return { entities: nodes.entities.map(toEntity), relations: nodes.relations };
     });
   }
 
   /**
-   * Runs a write in one tenant transaction, then embeds the entities it
-   * changed (plus other stale ones of the scope) outside it. The vectors are
-   * stored only for entities still at the embedded revision, so a concurrent
-   * change is never overwritten with an older text's vector.
+   * Embeds every queued or stale entity of every org (written while the
+   * embedder was down, before a restart, or with another model): the
+   * server's periodic sweep. Stops at the first embedder failure.
    */
-  private async write<T>(
-    ctx: RequestContext,
-    s: ResolvedScope,
-    fn: (graph: GraphStore) => Promise<{ result: T; changed: string[] }>,
-  ): Promise<T> {
-    const { embedder, tenantDb } = this.deps;
-    const { result, tasks } = await tenantDb.withTenant(ctx.orgId, async ({ graph }) => {
-      const r = await fn(graph);
-      const tasks =
-        r.changed.length === 0
-          ? []
-          : await graph.findStaleEmbeddings(s.key, embedder.model, r.changed.length + EMBED_MAX_BATCH, r.changed);
-      return { result: r.result, tasks };
-    });
-    if (tasks.length > 0) {
-      // The write is committed: a failure here only leaves vectors stale.
-      try {
-        const rows = this.embeddingRows(tasks, await embedder.embed(tasks.map(entityText)));
-        await tenantDb.withTenant(ctx.orgId, ({ graph }) => graph.updateEmbeddings(rows));
-      } catch (e) {
-        this.deps.onEmbedError?.(e);
-      }
-    }
-    return result;
+  async embedStale(): Promise<EmbeddingReport> {
+    const system = this.deps.system;
+    if (system === undefined) return { embedded: 0 };
+    return this.embeddings.embedOrgs(await system.findOrgIds());
   }
 
-  private embeddingRows(tasks: readonly GraphEmbeddingTask[], vectors: readonly Float32Array[]): GraphEmbeddingRow[] {
-    const model = this.deps.embedder.model;
-    return tasks.flatMap((t, i) => {
-      const vector = vectors[i];
-      return vector === undefined ? [] : [{ id: t.id, revision: t.revision, model, vector }];
-    });
+  /** Embeds what this process's writes queued, now; resolves when done (tests, benchmarks, shutdown). */
+  flushEmbeddings(): Promise<EmbeddingReport> {
+    return this.embeddings.flush();
+  }
+
+  /** Stops the background embedding (queued work stays in the store for the next start). */
+  close(): Promise<void> {
+    return this.embeddings.close();
+  }
+
+  /** Runs a write in one tenant transaction; what it queued is embedded in the background. */
+  private async write<T>(
+    ctx: RequestContext,
+    fn: (graph: GraphStore) => Promise<{ result: T; changed: string[]; rows: number }>,
+  ): Promise<T> {
+    const r = await this.deps.tenantDb.withTenant(ctx.orgId, ({ graph }) => fn(graph));
+    if (r.changed.length > 0) this.embeddings.queued(ctx.orgId);
+    await this.wrote(r.rows);
+    return r.result;
+  }
+
+  /**
+   * Counts rows written and, every {@link ANALYZE_CHECK_ROWS}, lets the store
+   * refresh planner statistics of the tables that grew past autovacuum's
+   * threshold: the embedded store has no autovacuum, and PostgreSQL's runs
+   * up to a minute behind a bulk load. Never fails the write.
+   */
+  private async wrote(rows: number): Promise<void> {
+    const system = this.deps.system;
+    if (system === undefined || rows === 0) return;
+    this.written += rows;
+    if (this.written < ANALYZE_CHECK_ROWS || this.analyzing !== undefined) return;
+    this.written = 0;
+    this.analyzing = system
+      .analyzeGraph()
+      .then(
+        () => undefined,
+        (e: unknown) => this.deps.onMaintenanceError?.(e),
+      )
+      .finally(() => {
+        this.analyzing = undefined;
+      });
+    await this.analyzing;
   }
 
   private resolveScope(scope: MemoryScope | undefined): ResolvedScope {

@@ -13,6 +13,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { PGlite } from '@electric-sql/pglite';
+import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm';
 import { vector } from '@electric-sql/pglite-pgvector';
 import { pg_textsearch } from '@electric-sql/pglite-pg_textsearch';
 
@@ -37,7 +38,7 @@ try {
   const { dataDir } = /** @type {{ dataDir: string | undefined }} */ (workerData);
   pg = await PGlite.create({
     ...(dataDir ? { dataDir } : {}),
-    extensions: { vector, pg_textsearch },
+    extensions: { vector, pg_textsearch, pg_trgm },
   });
   port.postMessage({ id: 0, ok: true, rows: [], affectedRows: 0 });
 } catch (e) {

@@ -144,10 +144,6 @@ export interface GraphEntitiesTable {
   name: string;
   entity_type: string;
   revision: Generated<number>;
-  /** pgvector text form, e.g. `[0.1,0.2]`. */
-  embedding: string | null;
-  embedding_model: string | null;
-  embedded_revision: number | null;
   created_at: Timestamp;
   updated_at: Timestamp;
   search_tsv: ColumnType<string, never, never>;
@@ -158,12 +154,32 @@ type Identity = ColumnType<string | number | bigint, never, never>;
 
 export interface GraphObservationsTable {
   org_id: string;
+  /** The entity's (0018). */
+  scope_key: string;
   entity_id: string;
   position: Identity;
   content: string;
   content_hash: string;
   created_at: Timestamp;
   search_tsv: ColumnType<string, never, never>;
+}
+
+/** One vector per entity, of the model named, computed from the entity at `revision` (0018). */
+export interface GraphEmbeddingsTable {
+  org_id: string;
+  entity_id: string;
+  scope_key: string;
+  model: string;
+  revision: number;
+  /** pgvector text form, e.g. `[0.1,0.2]`. */
+  embedding: string;
+}
+
+/** Entities whose vector is missing or older than their text (0018). */
+export interface GraphEmbeddingQueueTable {
+  org_id: string;
+  scope_key: string;
+  entity_id: string;
 }
 
 export interface GraphRelationsTable {
@@ -224,6 +240,8 @@ export interface DB {
   audit_heads: AuditHeadsTable;
   graph_entities: GraphEntitiesTable;
   graph_observations: GraphObservationsTable;
+  graph_embeddings: GraphEmbeddingsTable;
+  graph_embedding_queue: GraphEmbeddingQueueTable;
   graph_relations: GraphRelationsTable;
   org_quotas: OrgQuotasTable;
   jobs: JobsTable;

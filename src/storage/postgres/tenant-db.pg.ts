@@ -54,7 +54,7 @@ export class PgTenantDb implements TenantDb {
           memories: new PgMemoryStore(tx, orgId, this.opts.canActAsSystem),
           apiKeys: new PgApiKeyStore(tx, orgId),
           audit: new PgAuditStore(tx, orgId, orgId),
-          graph: new PgGraphStore(tx, orgId),
+          graph: new PgGraphStore(tx, orgId, this.opts.canActAsSystem),
           jobs: new PgJobStore(tx, orgId),
           code: new PgCodeStore(tx, orgId),
           codeChunks: new PgCodeChunkStore(tx, orgId, this.opts.canActAsSystem),
@@ -613,6 +613,15 @@ function hasScopeFilter(f: MemoryFilter | undefined): boolean {
   return s?.user !== undefined || s?.agent !== undefined || s?.project !== undefined || s?.session !== undefined;
 }
 
+/** The knowledge graph's tables (0006, 0018), analyzed as they grow. */
+const GRAPH_TABLES = [
+  'graph_entities',
+  'graph_observations',
+  'graph_relations',
+  'graph_embeddings',
+  'graph_embedding_queue',
+] as const;
+
 /** True when the filter constrains memories beyond the org. */
 function hasMemoryFilter(f: MemoryFilter | undefined): boolean {
   if (f === undefined) return false;
@@ -853,6 +862,10 @@ export class PgSystemStore implements SystemStore {
     await sql`CREATE INDEX IF NOT EXISTS ${sql.id(indexName.replace('memory_', 'code_chunk_'))} ON code_chunk_embeddings
       USING hnsw ((embedding::vector(${sql.raw(String(Math.trunc(model.dimension)))})) vector_cosine_ops)
       WHERE model = ${sql.lit(model.name)}`.execute(this.adminDb);
+    // So are knowledge graph entities (0018).
+    await sql`CREATE INDEX IF NOT EXISTS ${sql.id(indexName.replace('memory_', 'graph_'))} ON graph_embeddings
+      USING hnsw ((embedding::vector(${sql.raw(String(Math.trunc(model.dimension)))})) vector_cosine_ops)
+      WHERE model = ${sql.lit(model.name)}`.execute(this.adminDb);
   }
 
   async analyze(force = false): Promise<boolean> {
@@ -869,6 +882,19 @@ export class PgSystemStore implements SystemStore {
       if (estimated >= 0 && Math.abs(n - estimated) <= 50 + 0.1 * estimated) return false;
     }
     await sql`ANALYZE memories, memory_embeddings, memory_history`.execute(this.adminDb);
+    return true;
+  }
+
+  async analyzeGraph(): Promise<boolean> {
+    // This session's counts, as in vacuum(); other sessions report theirs within a second or so.
+    await sql`SELECT pg_stat_force_next_flush()`.execute(this.adminDb);
+    const r = await sql<{ relname: string }>`
+      SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+      WHERE s.schemaname = 'public' AND s.relname = ANY(${[...GRAPH_TABLES]}::text[])
+        AND s.n_mod_since_analyze > 50 + 0.1 * greatest(c.reltuples, 0)
+      ORDER BY s.relname`.execute(this.adminDb);
+    if (r.rows.length === 0) return false;
+    await sql`ANALYZE ${sql.join(r.rows.map((x) => sql.table(x.relname)))}`.execute(this.adminDb);
     return true;
   }
 
