@@ -525,7 +525,7 @@ describe(`${GraphService.name} with an embedder that fails (${backend})`, () => 
   it('embeds only the query when it searches, never an entity whose vector is missing, and still finds it', async () => {
     // A graph whose background embedding never runs on its own, so nothing but the search calls the embedder.
     const g = new GraphService({
-      tenantDb: new PgTenantDb(t.engram.database.db, { canActAsSystem: false }),
+      tenantDb: new PgTenantDb(t.engram.database.db, { canActAsSystem: true }),
       embedder: t.engram.embedder,
       embeddingTiming: { idleMs: 600_000, maxDelayMs: 600_000 },
     });
