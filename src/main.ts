@@ -348,6 +348,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
           ...weights,
           vector: config.search.vectorWeight ?? weights.vector,
           context: config.search.contextWeight,
+          graph: config.search.graphWeight,
         },
         neighbourWindowSeconds: config.search.neighbourWindowSeconds,
         rerankCandidates: config.search.rerankCandidates,

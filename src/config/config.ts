@@ -108,6 +108,7 @@ const envSchema = z.object({
   /** Hybrid search weights; unset: by embedder kind (docs/search.md). */
   SEARCH_VECTOR_WEIGHT: z.coerce.number().min(0).max(100).optional(),
   SEARCH_CONTEXT_WEIGHT: z.coerce.number().min(0).max(10).default(0.2),
+  SEARCH_GRAPH_WEIGHT: z.coerce.number().min(0).max(10).default(0.3),
   SEARCH_NEIGHBOUR_WINDOW_S: intFrom(3_600, 0, 31_536_000),
   RERANKER: z.enum(['none', 'http']).default('none'),
   RERANK_BASE_URL: optionalUrl(['http:', 'https:']),
@@ -187,6 +188,8 @@ export interface SearchConfig {
   readonly vectorWeight: number | undefined;
   /** Share of a lexical hit's score given to its neighbouring turns. */
   readonly contextWeight: number;
+  /** Weight of memories reached through the knowledge graph. */
+  readonly graphWeight: number;
   readonly neighbourWindowSeconds: number;
   /** Fused hits the reranker re-scores. */
   readonly rerankCandidates: number;
@@ -559,6 +562,7 @@ export function loadConfig(env: Env = process.env): Config {
     search: Object.freeze({
       vectorWeight: e.SEARCH_VECTOR_WEIGHT,
       contextWeight: e.SEARCH_CONTEXT_WEIGHT,
+      graphWeight: e.SEARCH_GRAPH_WEIGHT,
       neighbourWindowSeconds: e.SEARCH_NEIGHBOUR_WINDOW_S,
       rerankCandidates: e.RERANK_CANDIDATES,
       reranker:
@@ -735,6 +739,7 @@ export function redactedSummary(config: Config): Record<string, unknown> {
     search: {
       vectorWeight: config.search.vectorWeight ?? 'by embedder',
       contextWeight: config.search.contextWeight,
+      graphWeight: config.search.graphWeight,
       neighbourWindowSeconds: config.search.neighbourWindowSeconds,
       reranker:
         config.search.reranker === undefined

@@ -191,15 +191,16 @@ export const searchResponse = z.object({
           lexical: signalScore.optional(),
           vector: signalScore.optional(),
           context: signalScore.optional(),
+          graph: signalScore.optional(),
           rerank: signalScore.optional(),
         })
         .describe(
-          'Which signals found the hit, with its rank and raw score in each (context: the turn next to a lexical hit; rerank: the optional reranker)',
+          'Which signals found the hit, with its rank and raw score in each (context: the turn next to a lexical hit; graph: names an entity the knowledge graph relates to one in the query; rerank: the optional reranker)',
         ),
     }),
   ),
   mode: z.enum(['lexical', 'vector', 'hybrid']),
-  degraded: z.array(z.enum(['lexical', 'vector', 'context', 'rerank'])),
+  degraded: z.array(z.enum(['lexical', 'vector', 'context', 'graph', 'rerank'])),
   degradedReasons: z
     .object({
       lexical: z.object({ code: z.string(), message: z.string() }).optional(),

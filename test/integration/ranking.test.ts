@@ -144,3 +144,39 @@ describe(`ranking (${backend})`, () => {
     expect(hits.find((h) => h.memory.id === later.memory.id)?.signals.lexical).toBeUndefined();
   });
 });
+
+describe(`graph signal (${backend})`, () => {
+  let t: TestEngram;
+  beforeAll(async () => {
+    t = await createTestEngram();
+  });
+  afterAll(async () => t.close());
+
+  it('reaches a memory through an entity the graph relates to one the query names', async () => {
+    const o = await t.makeOrg();
+    const scope = { project: 'team' };
+    await t.engram.graph.createEntities(
+      o.ctx,
+      [
+        { name: 'Alice', entityType: 'person', observations: ['works on billing'] },
+        { name: 'Bob', entityType: 'person', observations: ['leads the billing team'] },
+      ],
+      scope,
+    );
+    await t.engram.graph.createRelations(o.ctx, [{ from: 'Bob', to: 'Alice', relationType: 'manages' }], scope);
+    const bob = (await t.engram.memories.remember(o.ctx, { content: 'Bob loves sailing on weekends', scope })).memory;
+    await t.engram.memories.remember(o.ctx, { content: 'The office plants need water', scope });
+    const search = async (payload: object) =>
+      (await t.app.inject({ method: 'POST', url: '/v1/memories/search', headers: o.auth, payload })).json<{
+        results: Hit[];
+      }>().results;
+    const query = "what does Alice's manager enjoy";
+    expect((await search({ query, mode: 'lexical', scope })).map((h) => h.memory.id)).not.toContain(bob.id);
+    const hits = await search({ query, scope });
+    expect(hits[0]?.memory.id).toBe(bob.id);
+    expect(hits[0]?.signals.graph?.rank).toBe(1);
+    // Another scope has no graph: no graph signal there.
+    const other = await search({ query, scope: { project: 'elsewhere' } });
+    expect(other.every((h) => h.signals.graph === undefined)).toBe(true);
+  });
+});

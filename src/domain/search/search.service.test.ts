@@ -73,7 +73,7 @@ describe(queryTerms.name, () => {
   });
 });
 
-const W = { lexical: 1, vector: 0.5, context: 0.2 };
+const W = { lexical: 1, vector: 0.5, context: 0.2, graph: 0.3 };
 const scored = (pairs: Array<[string, number]>) => pairs.map(([id, score]) => ({ memory: memory(id), score }));
 
 describe(fuseRanked.name, () => {

@@ -1,7 +1,9 @@
 import { AppError, errors } from '../../errors.ts';
 import type { Embedder } from '../../ports/embedder.ts';
 import type { Reranker } from '../../ports/reranker.ts';
-import type { SystemStore, TenantDb } from '../../ports/tenant-db.ts';
+import type { SystemStore, TenantDb, TenantStores } from '../../ports/tenant-db.ts';
+import { scopeKey } from '../memory/memory.service.ts';
+import type { MemoryFilter } from '../memory/memory.types.ts';
 import type { RequestContext } from '../tenancy/tenancy.types.ts';
 import type { DegradedReason, RankedMemory, SearchHit, SearchRequest, SearchResult, Signal } from './search.types.ts';
 
@@ -117,6 +119,8 @@ export interface SearchWeights {
   readonly vector: number;
   /** The share of a hit's BM25 score passed to its neighbouring turns. */
   readonly context: number;
+  /** Weight of memories reached through the knowledge graph (scaled by their own best score). */
+  readonly graph: number;
 }
 
 /**
@@ -126,7 +130,7 @@ export interface SearchWeights {
  * vector counts as much as BM25.
  */
 export function defaultSearchWeights(provider: Embedder['provider']): SearchWeights {
-  return { lexical: 1, vector: provider === 'builtin' ? 0.02 : 1, context: 0.25 };
+  return { lexical: 1, vector: provider === 'builtin' ? 0.02 : 1, context: 0.2, graph: 0.3 };
 }
 
 /** Options of memory search: the defaults live here, not in a face. */
@@ -209,11 +213,13 @@ export function fuseScores(
   const vMax = Math.max(...vectors.map((v) => v.score));
   const vMin = Math.min(...vectors.map((v) => v.score));
   const vSpan = vMax - vMin;
+  const gMax = Math.max(0, ...(lists.graph ?? []).map((g) => g.score));
   const scored = entries.map((e) => {
     const bm25 =
       bm25Max > 0 ? (weights.lexical * (e.parts.lexical ?? 0) + weights.lexical * (e.parts.context ?? 0)) / bm25Max : 0;
     const v = e.parts.vector === undefined ? 0 : vSpan > 0 ? (e.parts.vector - vMin) / vSpan : 1;
-    return { memory: e.memory, score: bm25 + weights.vector * v, signals: e.signals };
+    const g = gMax > 0 ? (e.parts.graph ?? 0) / gMax : 0;
+    return { memory: e.memory, score: bm25 + weights.vector * v + weights.graph * g, signals: e.signals };
   });
   return scored.sort((a, b) => b.score - a.score || (a.memory.id < b.memory.id ? 1 : -1)).slice(0, limit);
 }
@@ -268,7 +274,7 @@ export class SearchService {
     // Each signal reads in its own short tenant transaction, so on a pool the
     // two run side by side (hybrid latency ≈ the slower signal, not the sum).
     const { tenantDb } = this.deps;
-    const [lexical, vectorHits] = await Promise.all([
+    const [lexical, vectorHits, graphHits] = await Promise.all([
       mode === 'vector'
         ? undefined
         : tenantDb.withTenant(ctx.orgId, async ({ memories }) => {
@@ -295,12 +301,16 @@ export class SearchService {
               filter: req.filter,
             }),
           ),
+      mode === 'hybrid' && weights.graph > 0
+        ? tenantDb.withTenant(ctx.orgId, (stores) => graphSignal(stores, query, terms, req.filter, candidates))
+        : undefined,
     ]);
     const lists: Partial<Record<Signal, readonly RankedMemory[]>> = {};
     if (lexical !== undefined) lists.lexical = lexical.hits;
     if (vectorHits !== undefined) lists.vector = vectorHits;
     if (withContext && lexical !== undefined)
       lists.context = contextBoosts(lexical.hits, lexical.neighbours, weights.context);
+    if (graphHits !== undefined && graphHits.length > 0) lists.graph = graphHits;
 
     let results: SearchHit[];
     if (mode === 'hybrid' && this.deps.reranker !== undefined) {
@@ -359,4 +369,37 @@ export async function rerank(
       signals: { ...o.h.signals, rerank: { rank: rank + 1, score: o.score } },
     })),
   };
+}
+
+/** Entities of the query that lend their neighbours' names to the graph signal. */
+const GRAPH_SEED_ENTITIES = 5;
+
+/**
+ * The graph signal: the knowledge-graph entities (in the search's scope) that
+ * the query names, then the entities related to them, whose names the query
+ * does not contain; memories that mention those names, ranked by BM25. It
+ * answers "what does Alice's manager like" with a memory about Bob when the
+ * graph says Bob manages Alice. Empty when the scope has no graph.
+ */
+async function graphSignal(
+  stores: TenantStores,
+  query: string,
+  terms: readonly string[],
+  filter: MemoryFilter | undefined,
+  limit: number,
+): Promise<RankedMemory[]> {
+  const key = scopeKey(filter?.scope);
+  const seeds = await stores.graph.searchCandidates(key, { text: query, terms, limit: GRAPH_SEED_ENTITIES });
+  const ids = seeds.lexical.slice(0, GRAPH_SEED_ENTITIES).map((s) => s.id);
+  if (ids.length === 0) return [];
+  const nodes = await stores.graph.findNodes(key, { ids });
+  const seedNames = new Set(nodes.entities.map((e) => e.name));
+  const inQuery = new Set(terms);
+  const related = new Set<string>();
+  for (const r of nodes.relations) {
+    for (const name of [r.from, r.to]) if (!seedNames.has(name)) related.add(name);
+  }
+  const expansion = queryTerms([...related].join(' ')).filter((t) => !inQuery.has(t));
+  if (expansion.length === 0) return [];
+  return stores.memories.searchLexical({ terms: expansion, limit, filter });
 }

@@ -3,10 +3,11 @@ import type { Memory, MemoryFilter } from '../memory/memory.types.ts';
 export type SearchMode = 'lexical' | 'vector' | 'hybrid';
 /**
  * What found a hit: BM25 (`lexical`), the embedder (`vector`), or being the
- * turn next to a lexical hit in the same conversation (`context`), and the
- * optional reranker's verdict on the fused candidates (`rerank`).
+ * turn next to a lexical hit in the same conversation (`context`), naming an
+ * entity the knowledge graph relates to one the query names (`graph`), and
+ * the optional reranker's verdict on the fused candidates (`rerank`).
  */
-export type Signal = 'lexical' | 'vector' | 'context' | 'rerank';
+export type Signal = 'lexical' | 'vector' | 'context' | 'graph' | 'rerank';
 
 export interface SearchRequest {
   readonly query: string;
