@@ -165,25 +165,30 @@ export class PgMemoryStore implements MemoryStore {
     }
   }
 
+  /** The `memories` row of a new memory, for single and batch inserts. */
+  private memoryValues(row: MemoryRow) {
+    return {
+      org_id: this.orgId,
+      id: row.id,
+      scope_user: row.scope.user ?? null,
+      scope_agent: row.scope.agent ?? null,
+      scope_project: row.scope.project ?? null,
+      scope_session: row.scope.session ?? null,
+      scope_key: row.scopeKey,
+      content: row.content,
+      content_hash: row.contentHash,
+      metadata: JSON.stringify(row.metadata),
+      tags: [...row.tags],
+      source: row.source,
+      valid_from: row.validFrom,
+      valid_to: row.validTo,
+    };
+  }
+
   async insertMemory(row: MemoryRow): Promise<{ memory: Memory; created: boolean }> {
     const inserted = await this.tx
       .insertInto('memories')
-      .values({
-        org_id: this.orgId,
-        id: row.id,
-        scope_user: row.scope.user ?? null,
-        scope_agent: row.scope.agent ?? null,
-        scope_project: row.scope.project ?? null,
-        scope_session: row.scope.session ?? null,
-        scope_key: row.scopeKey,
-        content: row.content,
-        content_hash: row.contentHash,
-        metadata: JSON.stringify(row.metadata),
-        tags: [...row.tags],
-        source: row.source,
-        valid_from: row.validFrom,
-        valid_to: row.validTo,
-      })
+      .values(this.memoryValues(row))
       .onConflict((oc) => oc.columns(['org_id', 'scope_key', 'content_hash']).doNothing())
       .returning(MEMORY_COLUMNS)
       .executeTakeFirst();
@@ -205,24 +210,7 @@ export class PgMemoryStore implements MemoryStore {
     // that scope) are skipped here and read back below.
     const inserted = await this.tx
       .insertInto('memories')
-      .values(
-        rows.map((row) => ({
-          org_id: this.orgId,
-          id: row.id,
-          scope_user: row.scope.user ?? null,
-          scope_agent: row.scope.agent ?? null,
-          scope_project: row.scope.project ?? null,
-          scope_session: row.scope.session ?? null,
-          scope_key: row.scopeKey,
-          content: row.content,
-          content_hash: row.contentHash,
-          metadata: JSON.stringify(row.metadata),
-          tags: [...row.tags],
-          source: row.source,
-          valid_from: row.validFrom,
-          valid_to: row.validTo,
-        })),
-      )
+      .values(rows.map((row) => this.memoryValues(row)))
       .onConflict((oc) => oc.columns(['org_id', 'scope_key', 'content_hash']).doNothing())
       .returning([...MEMORY_COLUMNS, 'scope_key'])
       .execute();
