@@ -437,8 +437,13 @@ export interface BenchMemory {
   readonly metadata: Record<string, unknown>;
 }
 
-/** The i-th memory of the corpus for `seed`: independent of every other index. */
-export function memoryAt(seed: number, i: number): BenchMemory {
+/**
+ * The i-th memory of the corpus for `seed`: independent of every other index.
+ * With `users`, every memory belongs to one of that many users (`user-0` …,
+ * see {@link userAt}) instead of 70 % of them to one of the 25 people; the
+ * content, project, agent and tags stay the same.
+ */
+export function memoryAt(seed: number, i: number, users?: number): BenchMemory {
   const r = rng((seed * 1_000_003 + i * 7919) >>> 0);
   const kind = pick(r, KINDS);
   const svc = pick(r, SERVICES);
@@ -461,11 +466,23 @@ export function memoryAt(seed: number, i: number): BenchMemory {
   const content = text.charAt(0).toUpperCase() + text.slice(1);
 
   const scope: BenchMemory['scope'] = { project: pick(r, PROJECTS) };
-  if (r() < 0.7) scope.user = person;
+  // Drawn even when `users` replaces it, so the agent and tags below stay the same.
+  const personal = r() < 0.7;
+  if (users !== undefined) scope.user = userAt(seed, i, users);
+  else if (personal) scope.user = person;
   if (r() < 0.3) scope.agent = pick(r, AGENTS);
   const tags: string[] = [kind, svc];
   if (r() < 0.5) tags.push(tech);
   return { content, scope, tags, metadata: { kind, source: 'bench', n: i } };
+}
+
+/**
+ * The user of memory i when the corpus is spread over `users` users: uniform,
+ * from a stream of its own so that it does not correlate with the content.
+ */
+export function userAt(seed: number, i: number, users: number): string {
+  const r = rng((seed * 3_000_017 + i * 15_485_863 + 29) >>> 0);
+  return `user-${Math.floor(r() * users)}`;
 }
 
 const QUERY_WORDS: readonly string[] = [
@@ -506,3 +523,65 @@ export function queryAt(seed: number, i: number): string {
 
 /** Size of the distinct query vocabulary (reported in the results). */
 export const vocabularySize = (): number => QUERY_WORDS.length;
+
+/**
+ * The words of `text` as the server's queryTerms splits them (lower case,
+ * letters and digits), without the PostgreSQL english stopwords that
+ * {@link queryAt} can produce (checked with to_tsvector): a memory that
+ * contains one of them is a lexical match for the query.
+ */
+export function matchTerms(text: string): string[] {
+  const words = text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [];
+  return [...new Set(words)].filter((w) => !QUERY_STOPWORDS.has(w));
+}
+
+const QUERY_STOPWORDS: ReadonlySet<string> = new Set(['how', 'to', 'why', 'did', 'what', 'who', 'is', 'on']);
+
+/**
+ * Which users have memories that lexically match a query, over corpus
+ * memories 0..n-1: for every query word, the memories that contain it. Picks
+ * the user of a scoped search, so that the user's memories answer it.
+ */
+export class CorpusUsers {
+  private readonly postings = new Map<string, number[]>();
+  private readonly userOf: string[] = [];
+
+  constructor(
+    private readonly seed: number,
+    n: number,
+    users: number | undefined,
+  ) {
+    const vocabulary = new Set(QUERY_WORDS.flatMap(matchTerms));
+    for (let i = 0; i < n; i++) {
+      const m = memoryAt(seed, i, users);
+      if (m.scope.user === undefined) continue;
+      const k = this.userOf.push(m.scope.user) - 1;
+      for (const w of matchTerms(m.content)) {
+        if (!vocabulary.has(w)) continue;
+        const list = this.postings.get(w);
+        if (list === undefined) this.postings.set(w, [k]);
+        else list.push(k);
+      }
+    }
+  }
+
+  /** Memories with a user. */
+  get size(): number {
+    return this.userOf.length;
+  }
+
+  /**
+   * The user of a random memory that contains one of the query's words (a
+   * random such word, then a random memory with it), deterministic in `i`;
+   * of any memory when none matches; undefined when no memory has a user.
+   */
+  userFor(query: string, i: number): string | undefined {
+    const r = rng((this.seed * 4_000_037 + i * 1_299_709 + 31) >>> 0);
+    const lists = matchTerms(query).flatMap((w) => {
+      const l = this.postings.get(w);
+      return l === undefined ? [] : [l];
+    });
+    if (lists.length === 0) return this.userOf[Math.floor(r() * this.userOf.length)];
+    return this.userOf[pick(r, pick(r, lists))];
+  }
+}
