@@ -170,7 +170,8 @@ describe(`migrate down then up with data (${backend})`, () => {
       const before = await snapshotAll(t.engram.database.adminDb);
       expect(before.find((s) => s.table === 'graph_embedding_queue')?.rows).toBe(1);
 
-      expect((await t.engram.migrator.down(1)).map((r) => r.name)).toEqual(['graph_scale']);
+      // 0019 (import quotas) came after 0018; down past it to reach 0018.
+      expect((await t.engram.migrator.down(2)).map((r) => r.name)).toEqual(['import_quota', 'graph_scale']);
       const rows = await sql<{ name: string; embedded: boolean; fresh: boolean }>`
         SELECT name, embedding IS NOT NULL AS embedded, embedded_revision = revision AS fresh
         FROM graph_entities WHERE org_id = ${org.orgId} ORDER BY name`.execute(t.engram.database.adminDb);
