@@ -70,31 +70,15 @@ export async function ingest(b: Backend, opts: IngestOptions): Promise<IngestRes
   let errors = 0;
   let firstError: string | undefined;
   const analyzeEvery = Math.max(200, Math.floor(opts.n / 100));
-  let analyzing: Promise<void> | undefined;
-  let analyzeRuns = 0;
+  const analyzer = backgroundAnalyze(b, opts.analyze);
   let sinceCheck = 0;
   const maybeAnalyze = () => {
-    if (!opts.analyze || analyzing !== undefined || ++sinceCheck < analyzeEvery) return;
+    if (analyzer.busy() || ++sinceCheck < analyzeEvery) return;
     sinceCheck = 0;
-    analyzing = b.server.engram.system
-      .analyze()
-      .then((ran) => {
-        if (ran) analyzeRuns += 1;
-      })
-      .catch((e: unknown) => log(`${b.name} ANALYZE during ingestion failed: ${errText(e)}`))
-      .finally(() => {
-        analyzing = undefined;
-      });
+    analyzer.start();
   };
   const t0 = performance.now();
-  const tick = progress(opts.n, 5, (done) => {
-    const s = (performance.now() - t0) / 1000;
-    const rate = done / s;
-    log(
-      `${b.name} ingest ${done}/${opts.n} (${Math.round((done / opts.n) * 100)}%) ` +
-        `${fmt(rate, 0)} memories/s, eta ${fmt((opts.n - done) / rate, 0)} s`,
-    );
-  });
+  const tick = progress(opts.n, 5, (done) => logProgress(b, done, opts.n, t0));
   const { wallMs } = await runPool(opts.n, opts.concurrency, async (i) => {
     const m = memoryAt(opts.seed, i, opts.users);
     const r = await postJson(endpoint, b.apiKey, m);
@@ -108,7 +92,7 @@ export async function ingest(b: Backend, opts: IngestOptions): Promise<IngestRes
     tick();
     maybeAnalyze();
   });
-  await analyzing;
+  await analyzer.settled();
   const perSecond = opts.n / (wallMs / 1000);
   log(
     `${b.name} ingested ${created} memories (${deduplicated} duplicates, ${errors} errors) ` +
@@ -124,8 +108,43 @@ export async function ingest(b: Backend, opts: IngestOptions): Promise<IngestRes
     wallMs: round(wallMs),
     perSecond: round(perSecond),
     latencyMs: roundSummary(summarize(latencies)),
-    analyzeRuns,
+    analyzeRuns: analyzer.runs(),
     ...(firstError === undefined ? {} : { firstError }),
+  };
+}
+
+/** The ingest progress line: done, share, rate and time left. */
+function logProgress(b: Backend, done: number, n: number, t0: number): void {
+  const rate = done / ((performance.now() - t0) / 1000);
+  log(
+    `${b.name} ingest ${done}/${n} (${Math.round((done / n) * 100)}%) ` +
+      `${fmt(rate, 0)} memories/s, eta ${fmt((n - done) / rate, 0)} s`,
+  );
+}
+
+/**
+ * Planner statistics refreshed in the background while ingesting, one
+ * ANALYZE at a time, as autovacuum would (off when `enabled` is false).
+ */
+function backgroundAnalyze(b: Backend, enabled: boolean) {
+  let running: Promise<void> | undefined;
+  let runs = 0;
+  return {
+    busy: () => !enabled || running !== undefined,
+    start: () => {
+      if (!enabled || running !== undefined) return;
+      running = b.server.engram.system
+        .analyze()
+        .then((ran) => {
+          if (ran) runs += 1;
+        })
+        .catch((e: unknown) => log(`${b.name} ANALYZE during ingestion failed: ${errText(e)}`))
+        .finally(() => {
+          running = undefined;
+        });
+    },
+    settled: async () => running,
+    runs: () => runs,
   };
 }
 
@@ -146,8 +165,7 @@ export async function ingestBatches(b: Backend, opts: IngestOptions): Promise<In
   let errors = 0;
   let done = 0;
   let firstError: string | undefined;
-  let analyzing: Promise<void> | undefined;
-  let analyzeRuns = 0;
+  const analyzer = backgroundAnalyze(b, opts.analyze);
   const t0 = performance.now();
   const every = Math.max(1, Math.floor(batches / 20));
   const { wallMs } = await runPool(batches, opts.concurrency, async (k) => {
@@ -173,27 +191,10 @@ export async function ingestBatches(b: Backend, opts: IngestOptions): Promise<In
       errors += body.failed;
       if (body.failed > 0) firstError ??= `item error: ${body.results.find((x) => x.error)?.error?.message ?? '?'}`;
     }
-    if ((k + 1) % every === 0 || done === opts.n) {
-      const s = (performance.now() - t0) / 1000;
-      const rate = done / s;
-      log(
-        `${b.name} ingest ${done}/${opts.n} (${Math.round((done / opts.n) * 100)}%) ` +
-          `${fmt(rate, 0)} memories/s, eta ${fmt((opts.n - done) / rate, 0)} s`,
-      );
-    }
-    if (opts.analyze && analyzing === undefined) {
-      analyzing = b.server.engram.system
-        .analyze()
-        .then((ran) => {
-          if (ran) analyzeRuns += 1;
-        })
-        .catch((e: unknown) => log(`${b.name} ANALYZE during ingestion failed: ${errText(e)}`))
-        .finally(() => {
-          analyzing = undefined;
-        });
-    }
+    if ((k + 1) % every === 0 || done === opts.n) logProgress(b, done, opts.n, t0);
+    analyzer.start();
   });
-  await analyzing;
+  await analyzer.settled();
   const perSecond = opts.n / (wallMs / 1000);
   log(
     `${b.name} ingested ${created} memories (${existing} duplicates, ${errors} errors) in ${batches} batches ` +
@@ -210,7 +211,7 @@ export async function ingestBatches(b: Backend, opts: IngestOptions): Promise<In
     perSecond: round(perSecond),
     latencyMs: roundSummary(summarize(latencies)),
     batches,
-    analyzeRuns,
+    analyzeRuns: analyzer.runs(),
     ...(firstError === undefined ? {} : { firstError }),
   };
 }
