@@ -55,13 +55,13 @@ export async function embedQueryOrDegrade(
   } catch (e) {
     if (mode === 'vector' || (e instanceof AppError && e.code === 'EMBEDDING_DIMENSION_MISMATCH')) throw e;
     onEmbedError?.(e);
-    // Our own errors carry messages made from known facts; anything else stays generic.
-    const reason =
-      e instanceof AppError
-        ? { code: e.code, message: e.message }
-        : { code: 'EMBEDDER_UNAVAILABLE', message: 'The embedding service failed' };
-    return { vector: undefined, degraded: reason };
+    return { vector: undefined, degraded: degradedReason(e, 'EMBEDDER_UNAVAILABLE', 'The embedding service failed') };
   }
+}
+
+/** Why a signal is missing, safe to show: our own errors carry messages made from known facts; anything else stays generic. */
+function degradedReason(e: unknown, code: string, message: string): DegradedReason {
+  return e instanceof AppError ? { code: e.code, message: e.message } : { code, message };
 }
 
 /** Reciprocal rank fusion constant (Cormack et al. 2009): damps the head of each list. */
@@ -271,8 +271,8 @@ export class SearchService {
     const terms = queryTerms(query);
     const withContext = mode === 'hybrid' && weights.context > 0;
 
-    // Each signal reads in its own short tenant transaction, so on a pool the
-    // two run side by side (hybrid latency ≈ the slower signal, not the sum).
+    // Each signal reads in its own short tenant transaction, so on a pool they
+    // run side by side (hybrid latency ≈ the slowest signal, not the sum).
     const { tenantDb } = this.deps;
     const [lexical, vectorHits, graphHits] = await Promise.all([
       mode === 'vector'
@@ -353,11 +353,7 @@ export async function rerank(
       fused.map((h) => h.memory.content),
     );
   } catch (e) {
-    const reason =
-      e instanceof AppError
-        ? { code: e.code, message: e.message }
-        : { code: 'RERANKER_UNAVAILABLE', message: 'The reranking service failed' };
-    return { hits: [...fused], degraded: reason };
+    return { hits: [...fused], degraded: degradedReason(e, 'RERANKER_UNAVAILABLE', 'The reranking service failed') };
   }
   const order = fused
     .map((h, i) => ({ h, score: scores[i] ?? Number.NEGATIVE_INFINITY, i }))
