@@ -191,7 +191,11 @@ describe(`code search (${backend})`, () => {
       await register(c, dir);
       expect(await estimate()).toBeGreaterThanOrEqual(60);
       expect(names(await search(c, { query: 'manyThing7', mode: 'lexical' }))[0]).toBe('manyThing7');
-      if ((await t.engram.system.lexicalRanker()) === 'bm25') {
+      // Code chunks rank with pg_textsearch where the extension is present (always on PGlite).
+      const hasBm25Index = (
+        await sql<{ ok: boolean }>`SELECT to_regclass('code_chunks_bm25') IS NOT NULL AS ok`.execute(adminDb)
+      ).rows[0]?.ok;
+      if (hasBm25Index === true) {
         const plan = await sql<{
           'QUERY PLAN': string;
         }>`EXPLAIN SELECT c.id FROM code_chunks c WHERE c.org_id = ${c.orgId}
