@@ -170,8 +170,12 @@ describe(`migrate down then up with data (${backend})`, () => {
       const before = await snapshotAll(t.engram.database.adminDb);
       expect(before.find((s) => s.table === 'graph_embedding_queue')?.rows).toBe(1);
 
-      // 0019 (import quotas) came after 0018; down past it to reach 0018.
-      expect((await t.engram.migrator.down(2)).map((r) => r.name)).toEqual(['import_quota', 'graph_scale']);
+      // 0019 (import quotas) and 0020 (memory postings) came after 0018; down past them to reach 0018.
+      expect((await t.engram.migrator.down(3)).map((r) => r.name)).toEqual([
+        'memory_postings',
+        'import_quota',
+        'graph_scale',
+      ]);
       const rows = await sql<{ name: string; embedded: boolean; fresh: boolean }>`
         SELECT name, embedding IS NOT NULL AS embedded, embedded_revision = revision AS fresh
         FROM graph_entities WHERE org_id = ${org.orgId} ORDER BY name`.execute(t.engram.database.adminDb);

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backend, createTestEngram, type TestEngram, type TestOrg } from '../helpers/test-engram.ts';
 import { BM25 } from '../../src/storage/postgres/tenant-db.pg.ts';
@@ -104,6 +105,39 @@ describe(`ranking (${backend})`, () => {
     const after = (await search(o, { query: 'beta gamma', mode: 'lexical' })).map((h) => h.score);
     expect(after).toHaveLength(before.length);
     after.forEach((s, i) => expect(s).toBeCloseTo(before[i] ?? Number.NaN, 12));
+  });
+
+  it('scores the same from the postings (no filter) as inside a scope, and keeps them through update, delete and org deletion', async () => {
+    const o = await t.makeOrg();
+    const scope = { user: 'u-1' };
+    await write(o, 'the deploy pipeline failed on the staging cluster', scope);
+    await write(o, 'staging cluster nodes were drained before the deploy', scope);
+    const moved = await write(o, 'deploy notes: staging staging staging', scope);
+    await write(o, 'lunch menu for friday', scope);
+    const query = 'deploy staging cluster';
+    const unscoped = await search(o, { query, mode: 'lexical' });
+    const scoped = await search(o, { query, mode: 'lexical', scope });
+    expect(unscoped.map((h) => h.memory.id)).toEqual(scoped.map((h) => h.memory.id));
+    unscoped.forEach((h, i) => expect(h.score).toBeCloseTo(scoped[i]?.score ?? Number.NaN, 12));
+    expect(unscoped).toHaveLength(3);
+
+    await t.engram.memories.update(o.ctx, moved.id, { content: 'release notes for the mobile app' });
+    expect((await search(o, { query: 'staging', mode: 'lexical' })).map((h) => h.memory.id)).not.toContain(moved.id);
+    expect((await search(o, { query: 'mobile release', mode: 'lexical' })).map((h) => h.memory.id)).toEqual([moved.id]);
+    await t.engram.memories.forget(o.ctx, moved.id);
+    expect(await search(o, { query: 'mobile release', mode: 'lexical' })).toEqual([]);
+
+    const postings = async () =>
+      Number(
+        (
+          await sql<{ n: number }>`SELECT count(*)::int AS n FROM memory_postings WHERE org_id = ${o.orgId}`.execute(
+            t.engram.database.adminDb,
+          )
+        ).rows[0]?.n,
+      );
+    expect(await postings()).toBeGreaterThan(0);
+    await sql`DELETE FROM orgs WHERE id = ${o.orgId}`.execute(t.engram.database.adminDb);
+    expect(await postings()).toBe(0);
   });
 
   it('brings the turn next to a lexical hit in hybrid search, marked as context', async () => {
