@@ -65,5 +65,7 @@ export default tseslint.config(
   // auth/ verifies credentials and holds the policy; its tests may use real stores.
   { ...layer(['src/auth/**/*.ts'], ['storage', 'http', 'mcp', 'cli', 'embed'], drivers), ignores: ['**/*.test.ts'] },
   layer(['src/code/**/*.ts'], ['storage', 'http', 'mcp', 'cli', 'auth']),
+  // The outbound policy is a leaf: any adapter may ask it, it asks no one.
+  layer(['src/net/**/*.ts'], ['domain', 'storage', 'http', 'mcp', 'cli', 'auth', 'code', 'embed']),
   layer(['src/ports/**/*.ts'], ['storage', 'http', 'mcp', 'embed', 'cli'], drivers),
 );

@@ -163,19 +163,20 @@ interface Indexed {
 async function index(dir: string, precise: boolean): Promise<Indexed> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'engram-acc-data-'));
   cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }));
+  const slug = `acc-${uuidv7().slice(-8)}`;
   const config = loadConfig({
     ENGRAM_DATA_DIR: dataDir,
     LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'silent',
     REEMBED_INTERVAL_MS: '0',
     RATE_LIMIT_ENABLED: 'false',
     EMBEDDER: 'builtin',
-    CODE_ALLOWED_ROOTS: path.dirname(dir),
+    CODE_ORG_DIRS: `${slug}=${dir}`,
     CODE_PRECISE: String(precise),
   });
   const engram = await openEngram(config, { log: pino({ level: process.env.BENCH_LOG_LEVEL ?? 'silent' }) });
   const org = await engram.system.insertOrg({
     id: uuidv7(),
-    slug: `acc-${uuidv7().slice(-8)}`,
+    slug,
     name: 'accuracy',
     region: config.residency.region,
   });

@@ -164,7 +164,8 @@ async function main(opts: Options, facts: Parameters<Parameters<typeof runBench>
     databaseUrl: process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL,
     valkeyUrl: undefined,
     env: {
-      CODE_ALLOWED_ROOTS: path.dirname(opts.repo),
+      // The server's bootstrap org (`default`) may index the repository where it is.
+      CODE_ORG_DIRS: `default=${opts.repo}`,
       EMBEDDER: 'builtin',
       CODE_PRECISE: String(opts.precise),
       // Resolving a fresh repository (no planner statistics yet) can outlast the 30 s default.

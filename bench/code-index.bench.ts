@@ -216,7 +216,8 @@ async function runOne(name: BackendName, repoDir: string, opts: Options): Promis
     databaseUrl: process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL,
     valkeyUrl: undefined,
     env: {
-      CODE_ALLOWED_ROOTS: path.dirname(repoDir),
+      // The server's bootstrap org (`default`) may index the repository where it is.
+      CODE_ORG_DIRS: `default=${repoDir}`,
       CODE_PRECISE: String(opts.precise),
       ...(process.env.CODE_PARSE_THREADS === undefined ? {} : { CODE_PARSE_THREADS: process.env.CODE_PARSE_THREADS }),
       LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',

@@ -202,7 +202,7 @@ async function main(opts: Options, facts: BenchFacts): Promise<number> {
     RATE_LIMIT_ENABLED: 'false',
     ...process.env,
     ENGRAM_DATA_DIR: path.join(root, 'data'),
-    CODE_ALLOWED_ROOTS: root,
+    CODE_ORG_DIRS: `bench=${repoDir}`,
     JOBS_POLL_MS: '0',
     CODE_MAX_FILES: '200000',
   });

@@ -7,6 +7,8 @@ export type ErrorCode =
   | 'VALIDATION_FAILED'
   | 'UNAUTHENTICATED'
   | 'FORBIDDEN'
+  | 'PATH_NOT_ALLOWED'
+  | 'URL_NOT_ALLOWED'
   | 'RESIDENCY_VIOLATION'
   | 'NOT_FOUND'
   | 'MEMORY_NOT_FOUND'
@@ -50,6 +52,16 @@ export const errors = {
   validation: (message: string, details?: unknown) => new AppError('VALIDATION_FAILED', message, { details }),
   unauthenticated: (message = 'A valid API key is required') => new AppError('UNAUTHENTICATED', message),
   forbidden: (message = 'Not allowed') => new AppError('FORBIDDEN', message),
+  /**
+   * A local path the org may not register or index. One answer for every
+   * reason — outside the org's directories, missing, not a directory, another
+   * org's — so the answer says nothing about other orgs' files.
+   */
+  pathNotAllowed: () =>
+    new AppError(
+      'PATH_NOT_ALLOWED',
+      'The path is not a directory this org may register: it must be an existing directory under <root>/<org slug>/ for one of the server’s CODE_ALLOWED_ROOTS, or under a directory the operator gave the org (CODE_ORG_DIRS)',
+    ),
   notFound: (kind: 'memory' | 'api key' | 'org' | 'job' | 'repo' | 'resource', id: string) =>
     new AppError(
       kind === 'memory'

@@ -382,13 +382,18 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
     const reembed = new ReembedService({ tenantDb, system, embedder });
     const jobQueue = new PgJobQueue(database.adminDb);
     const jobs = new JobService({ tenantDb });
-    const workspace = new LocalRepoWorkspace({ dataDir: config.dataDir, ...config.code });
+    const workspace = new LocalRepoWorkspace({
+      dataDir: config.dataDir,
+      ...config.code,
+      orgSlug: async (orgId) => (await system.findOrgById(orgId))?.slug,
+    });
     const parser = await createTreeSitterParser();
     const parserPool = config.code.parseThreads > 0 ? createParserPool(config.code.parseThreads) : undefined;
     if (parserPool !== undefined) closers.push(() => parserPool.close());
     const repos = new RepoService({
       tenantDb,
       workspace,
+      system,
       jobMaxAttempts: config.jobs.maxAttempts,
       // A run queued here starts at once rather than at the worker's next poll.
       onQueued: () => worker.poke(),

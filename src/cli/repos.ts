@@ -77,7 +77,9 @@ export function reposCommand(
 
   repos
     .command('add <path-or-url>')
-    .description('Register a directory (under the server’s CODE_ALLOWED_ROOTS) or a git URL, and index it')
+    .description(
+      'Register a directory (under <root>/<org slug>/ of the server’s CODE_ALLOWED_ROOTS) or a git URL, and index it',
+    )
     .option('--name <name>', 'display name (default: the last path segment)')
     .option('--wait', 'wait for the first index, showing progress on stderr')
     .addOption(orgOpt)

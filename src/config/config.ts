@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
+import { parseHostEntry } from '../net/outbound-policy.ts';
 
 /**
  * The only reader of the environment. `loadConfig(env)` validates every variable
@@ -36,6 +37,9 @@ const list = (def: string) =>
         .map((x) => x.trim())
         .filter((x) => x !== ''),
     );
+
+/** Git transports a repository URL may be enabled for (CODE_GIT_PROTOCOLS). */
+const GIT_PROTOCOLS: readonly string[] = ['https', 'http', 'ssh', 'git'];
 
 const REGION_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
@@ -130,6 +134,14 @@ const envSchema = z.object({
   JOBS_LEASE_MS: intFrom(300_000, 1_000, 86_400_000),
   JOBS_RETENTION_HOURS: intFrom(168, 0, 87_600),
   CODE_ALLOWED_ROOTS: list(''),
+  CODE_ORG_DIRS: list(''),
+  CODE_GIT_PROTOCOLS: list('https'),
+  CODE_GIT_ALLOWED_HOSTS: list(''),
+  CODE_GIT_ALLOW_PRIVATE: boolFrom(false),
+  CODE_GIT_TIMEOUT_MS: intFrom(600_000, 1_000, 86_400_000),
+  CODE_GIT_MAX_CLONE_BYTES: intFrom(1_073_741_824, 1_024, 1_099_511_627_776),
+  CODE_GIT_SSH_KNOWN_HOSTS: z.string().min(1).optional(),
+  CODE_GIT_SSH_KEY_FILE: z.string().min(1).optional(),
   CODE_MAX_FILE_BYTES: intFrom(1_048_576, 1, 1_073_741_824),
   CODE_MAX_FILES: intFrom(50_000, 1, 10_000_000),
   CODE_PRECISE: boolFrom(true),
@@ -285,8 +297,15 @@ export interface TracingConfig {
 
 /** Code intelligence: which local paths may be registered as repositories, and what the indexer reads. */
 export interface CodeConfig {
-  /** Absolute directories under which local repositories may be registered (by path or file:// URL); empty: none. */
+  /**
+   * Absolute directories, none inside another; an org may register local
+   * repositories (by path or file:// URL) under `<root>/<org slug>/` only. Empty: none.
+   */
   readonly allowedRoots: readonly string[];
+  /** Directories the operator gave one org each (CODE_ORG_DIRS `slug=/dir`): that org may register under them too. */
+  readonly orgDirs: ReadonlyArray<{ readonly slug: string; readonly dir: string }>;
+  /** Where git may fetch from (docs/security.md, "Outbound connections and local paths"). */
+  readonly git: GitConfig;
   /** Files larger than this are not indexed. */
   readonly maxFileBytes: number;
   /** The walk stops after this many files per repository. */
@@ -297,6 +316,24 @@ export interface CodeConfig {
   readonly preciseMaxFiles: number;
   /** Worker threads that parse files during an index run; 0: the event loop parses. */
   readonly parseThreads: number;
+}
+
+/** Git remotes: the outbound policy they pass and the limits of a clone. */
+export interface GitConfig {
+  /** URL schemes a repository may use, without the colon: `https` by default; `http`, `ssh`, `git` when enabled. */
+  readonly protocols: readonly string[];
+  /** `host` or `host:port` entries that may resolve to any address and use the listed port. */
+  readonly allowedHosts: readonly string[];
+  /** Any host may resolve to loopback, private, ULA or CGNAT addresses (never link-local). */
+  readonly allowPrivate: boolean;
+  /** A clone or fetch is killed after this long. */
+  readonly timeoutMs: number;
+  /** A clone or fetch that grows the checkout past this many bytes on disk is stopped and removed. */
+  readonly maxCloneBytes: number;
+  /** known_hosts for ssh remotes (required when ssh is enabled: host keys are checked strictly). */
+  readonly sshKnownHosts: string | undefined;
+  /** The private key ssh offers; none: only what the remote allows without one. */
+  readonly sshKeyFile: string | undefined;
 }
 
 /** The durable job queue and this instance's worker (see docs/operations.md, "Background jobs"). */
@@ -493,6 +530,54 @@ export function loadConfig(env: Env = process.env): Config {
     }
     if (!ok) problems.push(`CORS_ORIGINS: "${o}" is not an origin like https://app.example.com (no path, no *)`);
   }
+  const roots = (resolved.CODE_ALLOWED_ROOTS ?? '')
+    .split(',')
+    .map((r) => r.trim())
+    .filter((r) => r !== '')
+    .map((r) => path.resolve(r));
+  for (const r of roots) {
+    // Org directories are <root>/<slug>: a root inside another would be some org's directory.
+    const outer = roots.find((o) => o !== r && !path.relative(o, r).startsWith('..'));
+    if (outer !== undefined) problems.push(`CODE_ALLOWED_ROOTS: ${r} lies inside ${outer}; roots must not nest`);
+  }
+  const orgDirs: Array<{ slug: string; dir: string }> = [];
+  for (const entry of (resolved.CODE_ORG_DIRS ?? '').split(',').map((x) => x.trim())) {
+    if (entry === '') continue;
+    const m = /^([a-z0-9][a-z0-9-]{0,62})=(\/.*)$/.exec(entry);
+    if (m?.[1] === undefined || m[2] === undefined) {
+      problems.push(`CODE_ORG_DIRS: "${entry}" is not <org slug>=<absolute directory>`);
+      continue;
+    }
+    orgDirs.push({ slug: m[1], dir: path.resolve(m[2]) });
+  }
+  const inside = (child: string, parent: string) => !path.relative(parent, child).startsWith('..');
+  for (const g of orgDirs) {
+    const root = roots.find((r) => inside(g.dir, r) || inside(r, g.dir));
+    if (root !== undefined) problems.push(`CODE_ORG_DIRS: ${g.dir} overlaps CODE_ALLOWED_ROOTS ${root}`);
+    const other = orgDirs.find((o) => o.slug !== g.slug && (inside(g.dir, o.dir) || inside(o.dir, g.dir)));
+    if (other !== undefined && other.slug > g.slug) {
+      problems.push(`CODE_ORG_DIRS: ${g.dir} (${g.slug}) overlaps ${other.dir} (${other.slug})`);
+    }
+  }
+  const gitProtocols = (resolved.CODE_GIT_PROTOCOLS ?? 'https').split(',').map((x) => x.trim());
+  for (const p of gitProtocols) {
+    if (p !== '' && !GIT_PROTOCOLS.includes(p)) {
+      problems.push(
+        `CODE_GIT_PROTOCOLS: "${p}" is not one of ${GIT_PROTOCOLS.join(', ')} (file:// follows CODE_ALLOWED_ROOTS)`,
+      );
+    }
+  }
+  if (gitProtocols.includes('ssh') && resolved.CODE_GIT_SSH_KNOWN_HOSTS === undefined) {
+    problems.push('CODE_GIT_SSH_KNOWN_HOSTS: required when CODE_GIT_PROTOCOLS includes ssh (host keys are checked)');
+  }
+  for (const h of (resolved.CODE_GIT_ALLOWED_HOSTS ?? '').split(',').map((x) => x.trim())) {
+    if (h === '') continue;
+    try {
+      parseHostEntry(h);
+    } catch {
+      problems.push(`CODE_GIT_ALLOWED_HOSTS: "${h}" is not a host or host:port`);
+    }
+  }
   if (problems.length > 0 || !parsed.success) {
     throw new AppError('CONFIG_INVALID', `Invalid configuration:\n  - ${problems.join('\n  - ')}`, {
       details: { problems },
@@ -591,6 +676,16 @@ export function loadConfig(env: Env = process.env): Config {
     }),
     code: Object.freeze({
       allowedRoots: e.CODE_ALLOWED_ROOTS.map((r) => path.resolve(r)),
+      orgDirs: Object.freeze(orgDirs.map((g) => Object.freeze(g))),
+      git: Object.freeze({
+        protocols: e.CODE_GIT_PROTOCOLS,
+        allowedHosts: e.CODE_GIT_ALLOWED_HOSTS,
+        allowPrivate: e.CODE_GIT_ALLOW_PRIVATE,
+        timeoutMs: e.CODE_GIT_TIMEOUT_MS,
+        maxCloneBytes: e.CODE_GIT_MAX_CLONE_BYTES,
+        sshKnownHosts: e.CODE_GIT_SSH_KNOWN_HOSTS === undefined ? undefined : path.resolve(e.CODE_GIT_SSH_KNOWN_HOSTS),
+        sshKeyFile: e.CODE_GIT_SSH_KEY_FILE === undefined ? undefined : path.resolve(e.CODE_GIT_SSH_KEY_FILE),
+      }),
       maxFileBytes: e.CODE_MAX_FILE_BYTES,
       maxFiles: e.CODE_MAX_FILES,
       precise: e.CODE_PRECISE,

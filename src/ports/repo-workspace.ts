@@ -26,18 +26,25 @@ export interface Checkout {
 
 /**
  * Where repositories live on the server's disk, and the only way the code
- * domain touches the file system or git: local paths are confined to the
- * configured roots, URLs are cloned under the data directory.
+ * domain touches the file system or git: local paths are confined to each
+ * org's directories under the configured roots, URLs pass the outbound
+ * policy and are cloned under the data directory.
  */
 export interface RepoWorkspace {
   /**
-   * The real path of a directory a tenant asked to register; FORBIDDEN when it
-   * lies outside the allowed roots (or none are configured), VALIDATION_FAILED
-   * when it is not a directory.
+   * The real path of a directory an org asked to register: it must resolve,
+   * after symbolic links, to a directory under `<root>/<org slug>/` for one of
+   * the allowed roots. PATH_NOT_ALLOWED otherwise — one answer whether the
+   * path is another org's, missing or not a directory; FORBIDDEN when no roots
+   * are configured.
    */
-  resolveLocalPath(path: string): Promise<string>;
-  /** The URL, normalized, when its scheme is allowed (https, ssh, git, file under the allowed roots). */
-  validateUrl(url: string): Promise<string>;
+  resolveLocalPath(orgId: string, path: string): Promise<string>;
+  /**
+   * The URL, normalized, when the org may fetch it: network URLs pass the
+   * outbound policy (URL_NOT_ALLOWED otherwise), file:// URLs name a directory
+   * `resolveLocalPath` accepts (and are returned with its real path).
+   */
+  validateUrl(orgId: string, url: string): Promise<string>;
   /** Makes the tree current: a local path is used in place; a URL is cloned, or fetched when cloned before. */
   checkout(orgId: string, repo: { id: string; sourceKind: RepoSourceKind; location: string }): Promise<Checkout>;
   /** Every file to consider, honouring .gitignore files and skipping VCS, vendored, binary and oversized files. */

@@ -314,6 +314,12 @@ export interface SystemStore {
   /** Every chain id that has entries or a head. */
   findAuditChainIds(): Promise<Array<{ chainId: string; orgId: string | null }>>;
   findOrgIds(): Promise<string[]>;
+  /**
+   * Where other orgs' repositories on this server's disk live: the location
+   * of every `path` repo and `file:` URL repo of any org but `exceptOrgId`
+   * (across RLS: a registration must not take a directory another org holds).
+   */
+  findLocalRepoLocations(exceptOrgId: string): Promise<string[]>;
   findApiKeyByPrefix(prefix: string): Promise<ApiKeyCredential | undefined>;
   /** An org's rate-limit overrides; undefined when it has none. */
   findOrgQuotas(orgId: string): Promise<OrgQuotas | undefined>;

@@ -18,7 +18,8 @@ describe(`engram repos CLI (${backend})`, () => {
   beforeAll(async () => {
     db = await createTestDatabase();
     roots = realpathSync(mkdtempSync(path.join(tmpdir(), 'engram-code-cli-')));
-    repoDir = path.join(roots, 'tools');
+    // The server's bootstrap org is `default`: its directory under the root.
+    repoDir = path.join(roots, 'default', 'tools');
     mkdirSync(path.join(repoDir, 'src'), { recursive: true });
     writeFileSync(
       path.join(repoDir, 'src/a.ts'),
@@ -63,7 +64,7 @@ describe(`engram repos CLI (${backend})`, () => {
 
     const bad = await run(['repos', 'add', '/etc']);
     expect(bad.code).toBe(1);
-    expect(bad.stderr).toMatch(/FORBIDDEN/);
+    expect(bad.stderr).toMatch(/PATH_NOT_ALLOWED/);
 
     const removed = await run(['repos', 'remove', id]);
     expect(removed.code, removed.stderr).toBe(0);

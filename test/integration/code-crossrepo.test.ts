@@ -157,14 +157,17 @@ describe(`cross-repository links (${backend})`, () => {
 
   beforeAll(async () => {
     roots = realpathSync(mkdtempSync(path.join(tmpdir(), 'engram-xrepo-')));
-    makeRepo(path.join(roots, 'lib'), LIB);
-    makeRepo(path.join(roots, 'app'), APP);
     h.t = await createTestEngram({ CODE_ALLOWED_ROOTS: roots });
     a = await h.t.makeOrg();
     b = await h.t.makeOrg();
+    // Each org has its own copies, under <root>/<its slug>/.
+    for (const org of [a, b]) {
+      makeRepo(path.join(roots, org.slug, 'lib'), LIB);
+      makeRepo(path.join(roots, org.slug, 'app'), APP);
+    }
     // Org A registers the library first, org B the application first: links form either way.
-    libA = await h.register(a, path.join(roots, 'lib'));
-    appA = await h.register(a, path.join(roots, 'app'));
+    libA = await h.register(a, path.join(roots, a.slug, 'lib'));
+    appA = await h.register(a, path.join(roots, a.slug, 'app'));
   });
   afterAll(async () => {
     await h.t.close();
@@ -214,7 +217,7 @@ describe(`cross-repository links (${backend})`, () => {
   });
 
   it('keeps the links when the library is re-indexed after a change', async () => {
-    const lib = path.join(roots, 'lib');
+    const lib = path.join(roots, a.slug, 'lib');
     writeFiles(lib, { 'src/parse.ts': `// moved down a line\n${LIB['src/parse.ts'] ?? ''}` });
     git(lib, 'commit', '-q', '-am', 'shift');
     expect((await h.call(a, `/v1/repos/${libA}/index`, 'POST')).statusCode).toBe(202);
@@ -224,10 +227,10 @@ describe(`cross-repository links (${backend})`, () => {
   });
 
   it('keeps each org to its own repositories: org B links its own copies only', async () => {
-    const appB = await h.register(b, path.join(roots, 'app'));
+    const appB = await h.register(b, path.join(roots, b.slug, 'app'));
     expect((await h.references(b, 'parse')).items).toEqual([]);
     expect(await h.t.engram.repos.dependencies(b.ctx)).toEqual([]);
-    const libB = await h.register(b, path.join(roots, 'lib'));
+    const libB = await h.register(b, path.join(roots, b.slug, 'lib'));
     const deps = await h.t.engram.repos.dependencies(b.ctx);
     expect(deps.map((d) => [d.fromRepoId, d.toRepoId])).toEqual([[appB, libB]]);
     const r = await h.references(b, 'parse');
@@ -265,10 +268,10 @@ describe.each([
 
   beforeAll(async () => {
     roots = realpathSync(mkdtempSync(path.join(tmpdir(), 'engram-precise-')));
-    makeRepo(path.join(roots, 'precise'), PRECISE);
     h.t = await createTestEngram({ CODE_ALLOWED_ROOTS: roots, CODE_PRECISE: precise });
     a = await h.t.makeOrg();
-    await h.register(a, path.join(roots, 'precise'));
+    makeRepo(path.join(roots, a.slug, 'precise'), PRECISE);
+    await h.register(a, path.join(roots, a.slug, 'precise'));
   });
   afterAll(async () => {
     await h.t.close();
@@ -328,7 +331,7 @@ describe.each([
 
   it('gives the same answers after a re-index that changed another file (nothing added twice)', async () => {
     const before = { format: await refs('format'), scale: await refs('SCALE'), render: await refs('render') };
-    const dir = path.join(roots, 'precise');
+    const dir = path.join(roots, a.slug, 'precise');
     writeFiles(dir, { 'src/aliased.ts': `// edited\n${PRECISE['src/aliased.ts'] ?? ''}` });
     git(dir, 'commit', '-q', '-am', 'edit');
     const repoId = (await h.references(a, 'format')).symbols[0]?.repo.id ?? '';

@@ -118,11 +118,12 @@ describe(`code graph queries (${backend})`, () => {
 
   beforeAll(async () => {
     roots = realpathSync(mkdtempSync(path.join(tmpdir(), 'engram-code-graph-')));
-    const dir = path.join(roots, 'graph-lib');
-    makeRepo(dir, FILES);
     t = await createTestEngram({ CODE_ALLOWED_ROOTS: roots });
     a = await t.makeOrg();
     b = await t.makeOrg();
+    // Each org's repositories live under <root>/<its slug>/.
+    const dir = path.join(roots, a.slug, 'graph-lib');
+    makeRepo(dir, FILES);
     const res = await t.app.inject({ method: 'POST', url: '/v1/repos', headers: a.auth, payload: { path: dir } });
     expect(res.statusCode).toBe(202);
     repoId = res.json<{ id: string }>().id;
@@ -157,7 +158,7 @@ describe(`code graph queries (${backend})`, () => {
 
     it('lifts a changed method to its class (CONTAINS) and walks on to the class’s users', async () => {
       const c = await t.makeOrg();
-      const dir = path.join(roots, 'shapes');
+      const dir = path.join(roots, c.slug, 'shapes');
       makeRepo(dir, {
         'src/shape.ts': ['export class Shape {', '  area(): number {', '    return 1;', '  }', '}', ''].join('\n'),
         'src/draw.ts': [
@@ -303,7 +304,9 @@ describe(`code graph queries (${backend})`, () => {
   describe('across repositories', () => {
     it('walks packages through DEPENDS_ON and symbols into the repositories that use them', async () => {
       const c = await t.makeOrg();
-      const appDir = path.join(roots, 'graph-app');
+      const libDir = path.join(roots, c.slug, 'graph-lib');
+      makeRepo(libDir, FILES);
+      const appDir = path.join(roots, c.slug, 'graph-app');
       makeRepo(appDir, {
         'package.json': JSON.stringify({
           name: 'graph-app',
@@ -319,7 +322,7 @@ describe(`code graph queries (${backend})`, () => {
         ].join('\n'),
       });
       const ids: string[] = [];
-      for (const dir of [path.join(roots, 'graph-lib'), appDir]) {
+      for (const dir of [libDir, appDir]) {
         const res = await t.app.inject({ method: 'POST', url: '/v1/repos', headers: c.auth, payload: { path: dir } });
         expect(res.statusCode).toBe(202);
         ids.push(res.json<{ id: string }>().id);

@@ -117,16 +117,17 @@ describe(`code search (${backend})`, () => {
 
   beforeAll(async () => {
     roots = realpathSync(mkdtempSync(path.join(tmpdir(), 'engram-code-search-')));
-    appDir = path.join(roots, 'app');
+    t = await createTestEngram({ CODE_ALLOWED_ROOTS: roots });
+    a = await t.makeOrg();
+    b = await t.makeOrg();
+    // Each org's repositories live under <root>/<its slug>/.
+    appDir = path.join(roots, a.slug, 'app');
     makeRepo(appDir, APP_FILES);
-    const otherDir = path.join(roots, 'other');
+    const otherDir = path.join(roots, a.slug, 'other');
     makeRepo(otherDir, {
       'src/tokens.ts':
         '/** Splits words, the other way. */\nexport function splitWordsAgain(s: string): string[] {\n  return [s];\n}\n',
     });
-    t = await createTestEngram({ CODE_ALLOWED_ROOTS: roots });
-    a = await t.makeOrg();
-    b = await t.makeOrg();
     appId = await register(a, appDir);
     otherId = await register(a, otherDir);
   });
@@ -177,7 +178,8 @@ describe(`code search (${backend})`, () => {
         );
       // The suite's small repositories wrote fewer than 50 chunks each: never analyzed.
       expect(await estimate()).toBeLessThan(0);
-      const dir = path.join(roots, 'many');
+      const c = await t.makeOrg();
+      const dir = path.join(roots, c.slug, 'many');
       makeRepo(
         dir,
         Object.fromEntries(
@@ -187,7 +189,6 @@ describe(`code search (${backend})`, () => {
           ]),
         ),
       );
-      const c = await t.makeOrg();
       await register(c, dir);
       expect(await estimate()).toBeGreaterThanOrEqual(60);
       expect(names(await search(c, { query: 'manyThing7', mode: 'lexical' }))[0]).toBe('manyThing7');
@@ -335,7 +336,6 @@ describe(`code search with an embedder that fails (${backend})`, () => {
   beforeAll(async () => {
     fake = await startFakeOpenAi(64);
     roots = realpathSync(mkdtempSync(path.join(tmpdir(), 'engram-code-search-down-')));
-    makeRepo(path.join(roots, 'app'), APP_FILES);
     t = await createTestEngram(
       fakeOpenAiEnv(fake, {
         CODE_ALLOWED_ROOTS: roots,
@@ -344,6 +344,7 @@ describe(`code search with an embedder that fails (${backend})`, () => {
       }),
     );
     org = await t.makeOrg();
+    makeRepo(path.join(roots, org.slug, 'app'), APP_FILES);
   });
   afterAll(async () => {
     await t.close();
@@ -357,7 +358,7 @@ describe(`code search with an embedder that fails (${backend})`, () => {
       method: 'POST',
       url: '/v1/repos',
       headers: org.auth,
-      payload: { path: path.join(roots, 'app') },
+      payload: { path: path.join(roots, org.slug, 'app') },
     });
     expect(res.statusCode).toBe(202);
     repoId = res.json<{ id: string }>().id;

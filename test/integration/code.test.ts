@@ -119,6 +119,8 @@ const LIB_FILES: Record<string, string> = {
 
 describe(`code intelligence (${backend})`, () => {
   let t: TestEngram;
+  let top: string;
+  /** Org A's directory under the root. */
   let roots: string;
   let libDir: string;
   let libHead: string;
@@ -183,12 +185,14 @@ describe(`code intelligence (${backend})`, () => {
     });
 
   beforeAll(async () => {
-    roots = realpathSync(mkdtempSync(path.join(tmpdir(), 'engram-code-')));
-    libDir = path.join(roots, 'lib');
-    libHead = makeRepo(libDir, LIB_FILES);
-    t = await createTestEngram({ CODE_ALLOWED_ROOTS: roots, CODE_MAX_FILE_BYTES: String(MAX_FILE_BYTES) });
+    top = realpathSync(mkdtempSync(path.join(tmpdir(), 'engram-code-')));
+    t = await createTestEngram({ CODE_ALLOWED_ROOTS: top, CODE_MAX_FILE_BYTES: String(MAX_FILE_BYTES) });
     a = await t.makeOrg();
     b = await t.makeOrg();
+    // A's directory under the root (CODE_ALLOWED_ROOTS confines each org to <root>/<slug>/).
+    roots = path.join(top, a.slug);
+    libDir = path.join(roots, 'lib');
+    libHead = makeRepo(libDir, LIB_FILES);
     const res = await call(a, 'POST', '/v1/repos', { path: libDir });
     expect(res.statusCode).toBe(202);
     const queued = res.json<RepoJson>();
@@ -199,7 +203,7 @@ describe(`code intelligence (${backend})`, () => {
   });
   afterAll(async () => {
     await t.close();
-    rmSync(roots, { recursive: true, force: true });
+    rmSync(top, { recursive: true, force: true });
   });
 
   describe('registering and indexing', () => {
@@ -509,18 +513,20 @@ describe(`code intelligence (${backend})`, () => {
     it.each([
       ['neither path nor url', {}, 400],
       ['both path and url', { path: '/tmp', url: 'https://example.com/x.git' }, 400],
-      ['a path outside the allowed roots', { path: '/etc' }, 403],
+      ['a path outside the allowed roots', { path: '/etc' }, 400],
       ['a relative path', { path: 'lib' }, 400],
-      ['a path that is not a directory', { path: '/nonexistent-root/x' }, 403],
+      ['a path that is not a directory', { path: '/nonexistent-root/x' }, 400],
       ['plain http', { url: 'http://example.com/x.git' }, 400],
       ['the ext transport', { url: 'ext::sh -c touch% /tmp/pwned' }, 400],
-      ['a file:// URL outside the allowed roots', { url: 'file:///etc' }, 403],
+      ['a file:// URL outside the allowed roots', { url: 'file:///etc' }, 400],
       ['credentials in the URL', { url: 'https://user:secret@example.com/x.git' }, 400],
       ['an unknown field', { path: '/tmp', branch: 'main' }, 400],
     ])('refuses %s', async (_what, payload, status) => {
       const res = await call(a, 'POST', '/v1/repos', payload);
       expect(res.statusCode).toBe(status);
-      expect(res.json<{ error: { code: string } }>().error.code).toMatch(/^(VALIDATION_FAILED|FORBIDDEN)$/);
+      expect(res.json<{ error: { code: string } }>().error.code).toMatch(
+        /^(VALIDATION_FAILED|PATH_NOT_ALLOWED|URL_NOT_ALLOWED)$/,
+      );
     });
 
     it('refuses a file inside the allowed roots, and the same location twice', async () => {
@@ -530,8 +536,15 @@ describe(`code intelligence (${backend})`, () => {
     });
 
     it('refuses every local path when no roots are configured', async () => {
-      const ws = new LocalRepoWorkspace({ dataDir: roots, allowedRoots: [], maxFileBytes: 1, maxFiles: 1 });
-      const err = await ws.resolveLocalPath(libDir).catch((e: unknown) => e);
+      const ws = new LocalRepoWorkspace({
+        dataDir: roots,
+        allowedRoots: [],
+        orgSlug: async () => a.slug,
+        git: t.config.code.git,
+        maxFileBytes: 1,
+        maxFiles: 1,
+      });
+      const err = await ws.resolveLocalPath(a.orgId, libDir).catch((e: unknown) => e);
       expect(isAppError(err) && err.code).toBe('FORBIDDEN');
     });
 
@@ -544,7 +557,8 @@ describe(`code intelligence (${backend})`, () => {
 
   describe('rows a re-index replaces', () => {
     it('are vacuumed by the run on the embedded store, and left to autovacuum on PostgreSQL', async () => {
-      const dir = path.join(roots, 'many');
+      const c = await t.makeOrg();
+      const dir = path.join(top, c.slug, 'many');
       const files = (v: number) =>
         Object.fromEntries(
           Array.from({ length: 100 }, (_, i) => [
@@ -567,7 +581,6 @@ describe(`code intelligence (${backend})`, () => {
           WHERE schemaname = 'public' AND relname = ANY(${tables}::text[]) ORDER BY relname`.execute(adminDb);
         return Object.fromEntries(r.rows.map((x) => [x.relname, Number(x.n)]));
       };
-      const c = await t.makeOrg();
       const res = await call(c, 'POST', '/v1/repos', { path: dir });
       expect(res.statusCode).toBe(202);
       const id = res.json<RepoJson>().id;
@@ -621,8 +634,12 @@ describe(`code intelligence (${backend})`, () => {
       expect(await rawCounts(b)).toEqual({ repos: 0, files: 0, symbols: 0, edges: 0 });
     });
 
-    it('lets org B register the same path as its own repo without seeing A’s', async () => {
-      const res = await call(b, 'POST', '/v1/repos', { path: libDir });
+    it('refuses org B A’s directory, and indexes B’s own copy without showing it A’s', async () => {
+      const refused = await call(b, 'POST', '/v1/repos', { path: libDir });
+      expect([refused.statusCode, refused.json().error.code]).toEqual([400, 'PATH_NOT_ALLOWED']);
+      const copy = path.join(top, b.slug, 'lib');
+      makeRepo(copy, LIB_FILES);
+      const res = await call(b, 'POST', '/v1/repos', { path: copy });
       expect(res.statusCode).toBe(202);
       const id = res.json<RepoJson>().id;
       expect(id).not.toBe(libId);

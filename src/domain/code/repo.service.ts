@@ -1,7 +1,9 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { v7 as uuidv7 } from 'uuid';
 import { errors } from '../../errors.ts';
 import type { RepoWorkspace } from '../../ports/repo-workspace.ts';
-import type { TenantDb } from '../../ports/tenant-db.ts';
+import type { SystemStore, TenantDb } from '../../ports/tenant-db.ts';
 import type { NewJob } from '../jobs/job.types.ts';
 import type { RequestContext } from '../tenancy/tenancy.types.ts';
 import { INDEX_REPO, type IndexRepoPayload, type Repo, type RepoCounts, type RepoDependency } from './code.types.ts';
@@ -15,6 +17,8 @@ export interface RegisterRepoInput {
 export interface RepoServiceDeps {
   readonly tenantDb: TenantDb;
   readonly workspace: RepoWorkspace;
+  /** Other orgs' local repositories: a directory one org holds cannot be registered by another. */
+  readonly system: Pick<SystemStore, 'findLocalRepoLocations'>;
   readonly jobMaxAttempts: number;
   /** Called after a run was queued (and committed): wakes this process's job worker instead of waiting for its poll. */
   readonly onQueued?: (() => void) | undefined;
@@ -26,6 +30,22 @@ const indexRepoJob = (repoId: string, maxAttempts: number): NewJob => ({
   payload: { repoId } satisfies IndexRepoPayload,
   maxAttempts,
 });
+
+/** The directory a stored location names on this server's disk: a path, or a file:// URL's path; else undefined. */
+function localPathOf(location: string): string | undefined {
+  if (path.isAbsolute(location)) return location;
+  if (!location.startsWith('file:')) return undefined;
+  try {
+    return fileURLToPath(location);
+  } catch {
+    return undefined;
+  }
+}
+
+const within = (child: string, parent: string): boolean => {
+  const rel = path.relative(parent, child);
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+};
 
 /** The last segment of a path or URL, without `.git`: the default name of a repository. */
 export function defaultRepoName(location: string): string {
@@ -44,12 +64,18 @@ export class RepoService {
   constructor(private readonly deps: RepoServiceDeps) {}
 
   async register(ctx: RequestContext, input: RegisterRepoInput): Promise<Repo> {
-    const { path, url } = input;
-    if ((path === undefined) === (url === undefined)) throw errors.validation('Give exactly one of `path` or `url`');
+    const { path: dir, url } = input;
+    if ((dir === undefined) === (url === undefined)) throw errors.validation('Give exactly one of `path` or `url`');
     const location =
-      path !== undefined
-        ? await this.deps.workspace.resolveLocalPath(path)
-        : await this.deps.workspace.validateUrl(url ?? '');
+      dir !== undefined
+        ? await this.deps.workspace.resolveLocalPath(ctx.orgId, dir)
+        : await this.deps.workspace.validateUrl(ctx.orgId, url ?? '');
+    const local = localPathOf(location);
+    if (local !== undefined) {
+      // Per-org directories keep orgs apart; this holds even for rows from before them, or roots that overlap.
+      const taken = (await this.deps.system.findLocalRepoLocations(ctx.orgId)).map(localPathOf);
+      if (taken.some((p) => p !== undefined && (within(local, p) || within(p, local)))) throw errors.pathNotAllowed();
+    }
     const name = input.name?.trim() || defaultRepoName(location);
     const repoId = uuidv7();
     const job = indexRepoJob(repoId, this.deps.jobMaxAttempts);
@@ -57,7 +83,7 @@ export class RepoService {
       const inserted = await code.insertRepo({
         id: repoId,
         name,
-        sourceKind: path !== undefined ? 'path' : 'url',
+        sourceKind: dir !== undefined ? 'path' : 'url',
         location,
         indexJobId: job.id,
       });

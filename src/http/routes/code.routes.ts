@@ -134,8 +134,13 @@ const registerBody = z
       .min(1)
       .max(4096)
       .optional()
-      .describe('An absolute directory on the server, under CODE_ALLOWED_ROOTS'),
-    url: z.string().min(1).max(2048).optional().describe('A git URL: https://, ssh://, git:// or file://'),
+      .describe('An absolute directory on the server, under <CODE_ALLOWED_ROOTS root>/<org slug>/'),
+    url: z
+      .string()
+      .min(1)
+      .max(2048)
+      .optional()
+      .describe('A git URL: https:// (http, ssh, git:// if the operator enabled them) or file://'),
     name: z.string().trim().min(1).max(200).optional(),
   })
   .refine((b) => (b.path === undefined) !== (b.url === undefined), {

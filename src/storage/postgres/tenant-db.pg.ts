@@ -877,6 +877,15 @@ export class PgSystemStore implements SystemStore {
     return rows.map((r) => r.id);
   }
 
+  async findLocalRepoLocations(exceptOrgId: string): Promise<string[]> {
+    return this.adminDb.transaction().execute(async (tx) => {
+      await sql`SELECT set_config('role', 'engram_system', true)`.execute(tx);
+      const r = await sql<{ location: string }>`SELECT location FROM code_repos
+        WHERE org_id <> ${exceptOrgId}::uuid AND (source_kind = 'path' OR location LIKE 'file:%')`.execute(tx);
+      return r.rows.map((x) => x.location);
+    });
+  }
+
   async findApiKeyByPrefix(prefix: string): Promise<ApiKeyCredential | undefined> {
     const r = await sql<{
       org_id: string;
