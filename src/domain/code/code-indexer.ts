@@ -407,6 +407,7 @@ export class CodeIndexer {
       removed: removed.length,
       skippedTooLarge: walk.skippedTooLarge,
       skippedBinary: walk.skippedBinary,
+      skippedLinks: walk.skippedLinks,
       truncated: walk.truncated,
     };
     await report({});
@@ -460,6 +461,7 @@ export class CodeIndexer {
             pkg,
             decoder,
             importTarget,
+            walk.read,
           ).catch(() => undefined),
         );
       }
@@ -583,12 +585,15 @@ export class CodeIndexer {
     pkg: PackageIdentity,
     decoder: { decode(bytes: Uint8Array): string },
     importTarget: (specifier: string) => string | undefined,
+    read: (f: WalkedFile) => Promise<Uint8Array | undefined>,
   ): Promise<IndexedFile | { unchanged: true; touch: number | null | undefined } | 'binary'> {
     if (!rewriteAll && before !== undefined && before.mtimeMs === f.mtimeMs && before.size === f.size) {
       return { unchanged: true, touch: undefined };
     }
     const readAt = Date.now();
-    const bytes = await this.deps.workspace.readFile(f.absPath);
+    const bytes = await read(f);
+    // Changed since the walk into a link, a special file or a file over the cap: counted as failed.
+    if (bytes === undefined) throw new Error(`${f.path} is no longer a regular file within the size cap`);
     const contentHash = sha256(bytes);
     // A file written within the clock's reach of this read could change again without its mtime moving.
     const mtimeMs = readAt - f.mtimeMs > RACY_MS ? f.mtimeMs : null;
