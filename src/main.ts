@@ -384,7 +384,10 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
     const jobs = new JobService({ tenantDb });
     const workspace = new LocalRepoWorkspace({ dataDir: config.dataDir, ...config.code });
     const parser = await createTreeSitterParser();
-    const parserPool = config.code.parseThreads > 0 ? createParserPool(config.code.parseThreads) : undefined;
+    const parserPool =
+      config.code.parseThreads > 0
+        ? createParserPool(config.code.parseThreads, { maxHeapMb: config.code.parseWorkerMaxMb })
+        : undefined;
     if (parserPool !== undefined) closers.push(() => parserPool.close());
     const repos = new RepoService({
       tenantDb,
@@ -414,6 +417,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       workspace,
       analysis: createCodeAnalysis(),
       precise: { enabled: config.code.precise, maxFiles: config.code.preciseMaxFiles },
+      maxRepoBytes: config.code.maxRepoBytes,
       statistics: system,
       vacuum,
     });

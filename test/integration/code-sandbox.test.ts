@@ -19,7 +19,12 @@ interface JobJson {
   lastError: string | null;
 }
 
-const MAX_FILE_BYTES = 16_384;
+/** Large enough for a file that takes more than PARSE_WORKER_MAX_MB to parse. */
+const MAX_FILE_BYTES = 1_100_000;
+const MAX_REPO_BYTES = 1_500_000;
+const PARSE_WORKER_MAX_MB = 32;
+/** 1 MiB of calls: about 340,000 references, well over 32 MB of parse results. */
+const HEAVY_SOURCE = 'f(a);\n'.repeat(170_000);
 
 /**
  * What a tenant's repository may do to the shared server (docs/security.md,
@@ -63,6 +68,9 @@ describe(`code indexing sandbox (${backend})`, () => {
     t = await createTestEngram({
       CODE_ALLOWED_ROOTS: roots,
       CODE_MAX_FILE_BYTES: String(MAX_FILE_BYTES),
+      CODE_MAX_REPO_BYTES: String(MAX_REPO_BYTES),
+      CODE_PARSE_THREADS: '1',
+      CODE_PARSE_WORKER_MAX_MB: String(PARSE_WORKER_MAX_MB),
       JOBS_MAX_ATTEMPTS: '5',
     });
     a = await t.makeOrg();
@@ -114,5 +122,27 @@ describe(`code indexing sandbox (${backend})`, () => {
     const items = res.json<{ items: Array<{ symbol: string }> }>().items;
     expect(items).toHaveLength(1);
     expect(items[0]?.symbol).not.toContain('outside-secret');
+  });
+
+  it('fails a run whose file exhausts the parser thread’s memory, once, and keeps indexing other repositories', async () => {
+    const dir = repoDir('heavy', { 'heavy.js': HEAVY_SOURCE, 'ok.ts': 'export const ok = 1;\n' });
+    const { repo, job } = await index(dir);
+    expect(repo.status).toBe('failed');
+    expect(repo.lastError).toMatch(/^PAYLOAD_TOO_LARGE: .*CODE_PARSE_WORKER_MAX_MB = 32 MB/);
+    expect(job.state).toBe('dead');
+    expect(job.attempts).toBe(1);
+    const next = await index(repoDir('after-heavy', { 'b.ts': 'export function afterHeavy(): void {}\n' }));
+    expect(next.repo.status).toBe('indexed');
+    expect(next.repo.progress.parsed).toBe(1);
+  });
+
+  it('fails a run over the per-repository byte quota before reading anything, once', async () => {
+    const big = `// ${'x'.repeat(1_000_000)}\n`;
+    const { repo, job } = await index(repoDir('over-quota', { 'a.ts': big, 'b.ts': big }));
+    expect(repo.status).toBe('failed');
+    expect(repo.lastError).toMatch(/^PAYLOAD_TOO_LARGE: The repository has 2000008 bytes .*CODE_MAX_REPO_BYTES/);
+    expect(repo.progress.parsed).toBe(0);
+    expect(job.state).toBe('dead');
+    expect(job.attempts).toBe(1);
   });
 });

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
-import { errors } from '../../errors.ts';
+import { AppError, errors } from '../../errors.ts';
 import type { CodeAnalysis, PreciseDefinition, PreciseOccurrence, PreciseSession } from '../../ports/code-analysis.ts';
 import type { CodeLanguage, CodeParser, ParsedFile, ParserPool, ReferenceKind, Span } from '../../ports/code-parser.ts';
 import type {
@@ -81,6 +81,11 @@ export interface CodeIndexerDeps {
   readonly workspace: RepoWorkspace;
   /** JS/TS module resolution and the precise (compiler) pass; without it, only the built-in resolution runs. */
   readonly analysis?: CodeAnalysis | undefined;
+  /**
+   * Bytes of source files one repository may have to index (CODE_MAX_REPO_BYTES): a run whose walk
+   * finds more, or that reads more, fails without retries. Unlimited when undefined.
+   */
+  readonly maxRepoBytes?: number | undefined;
   /** The precise pass: on (default) and the JS/TS file count above which a repository skips it. */
   readonly precise?: { readonly enabled: boolean; readonly maxFiles: number } | undefined;
   /** Planner statistics, refreshed after a run rewrote many files (see {@link ANALYZE_AFTER_FILES}). */
@@ -375,6 +380,22 @@ export class CodeIndexer {
       const language = parser.languageOf(f.path);
       if (language !== undefined) files.push({ ...f, language });
     }
+    const maxBytes = this.deps.maxRepoBytes ?? Number.POSITIVE_INFINITY;
+    const overQuota = (bytes: number) =>
+      errors.limitExceeded(
+        `The repository has ${bytes} bytes of source files to index, over this server's limit of ${maxBytes} (CODE_MAX_REPO_BYTES)`,
+        { bytes, maxBytes },
+      );
+    const sourceBytes = files.reduce((n, f) => n + f.size, 0);
+    if (sourceBytes > maxBytes) throw overQuota(sourceBytes);
+    // Files are read again by the run: one that grew since the walk counts with its new size.
+    let bytesRead = 0;
+    const read = async (f: WalkedFile): Promise<Uint8Array | undefined> => {
+      const bytes = await walk.read(f);
+      bytesRead += bytes?.length ?? 0;
+      if (bytesRead > maxBytes) throw overQuota(bytesRead);
+      return bytes;
+    };
     const stored = await tenant.withTenant(orgId, ({ code }) => code.findFiles(repo.id));
     const storedByPath = new Map<string, StoredFile>(stored.map((s) => [s.path, s]));
     // Symbol ids embed the package's identity: when it changed, every file is rewritten.
@@ -440,7 +461,7 @@ export class CodeIndexer {
     const touched: Array<{ id: string; mtimeMs: number | null }> = [];
     const decoder = new TextDecoder('utf-8');
     // Files are read and parsed a window ahead (on the parser threads, when there are any), and taken in order.
-    const ahead: Array<Promise<Awaited<ReturnType<CodeIndexer['prepare']>> | undefined>> = [];
+    const ahead: Array<Promise<Awaited<ReturnType<CodeIndexer['prepare']>> | { fatal: AppError } | undefined>> = [];
     // Largest files first: parsing a large file takes long and writing it too, and at the end of a run
     // either would run alone (the other threads idle); early on, the two overlap with smaller files'.
     const order = [...files].sort((a, b) => b.size - a.size || (a.path < b.path ? -1 : 1));
@@ -461,8 +482,9 @@ export class CodeIndexer {
             pkg,
             decoder,
             importTarget,
-            walk.read,
-          ).catch(() => undefined),
+            read,
+            // A file that cannot be read or parsed is retried next run; a limit it exceeds stops this one.
+          ).catch((error: unknown) => (error instanceof AppError && !error.retryable ? { fatal: error } : undefined)),
         );
       }
     };
@@ -474,6 +496,7 @@ export class CodeIndexer {
       const before = storedByPath.get(f.path);
       const counted = await ahead.shift();
       launch();
+      if (typeof counted === 'object' && 'fatal' in counted) throw counted.fatal;
       if (counted === undefined) {
         // Retried next run.
         progress = { ...progress, failed: progress.failed + 1 };
