@@ -415,7 +415,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       parser,
       parserPool,
       workspace,
-      analysis: createCodeAnalysis(),
+      analysis: createCodeAnalysis({ maxFileBytes: config.code.maxFileBytes }),
       precise: { enabled: config.code.precise, maxFiles: config.code.preciseMaxFiles },
       maxRepoBytes: config.code.maxRepoBytes,
       statistics: system,
