@@ -47,6 +47,10 @@ interface IgnoreScope {
 
 const isMinified = (name: string): boolean => /\.min\.(js|css|mjs)$/.test(name);
 
+/** Files the module resolver (oxc-resolver, native, synchronous) reads by itself, following links. */
+const isResolverInput = (name: string): boolean =>
+  name === 'package.json' || name === 'jsconfig.json' || /^tsconfig(\..*)?\.json$/.test(name);
+
 /** Entries stat'ed between two turns of the event loop. */
 const YIELD_EVERY = 2_000;
 
@@ -83,6 +87,23 @@ export async function walkRepository(root: string, opts: WalkOptions): Promise<W
   let skippedBinary = 0;
   let skippedLinks = 0;
   let truncated = false;
+  const unsafeResolverInputs: string[] = [];
+  /** A resolver input must be a regular file within the cap (lstat: a link is not followed). */
+  const checkResolverInput = (rel: string, absPath: string): void => {
+    const st = orUndefined(() => lstatSync(absPath));
+    if (st !== undefined && (!st.isFile() || st.size > opts.maxFileBytes)) unsafeResolverInputs.push(rel);
+  };
+  /** The package.json of each package in a node_modules directory (and @scope/…), which the walk skips. */
+  const checkNodeModules = (rel: string, absDir: string): void => {
+    const list = (d: string) => orUndefined(() => readdirSync(d, { withFileTypes: true })) ?? [];
+    for (const e of list(absDir)) {
+      const pkgs = e.name.startsWith('@') && e.isDirectory() ? list(path.join(absDir, e.name)) : [e];
+      for (const p of pkgs) {
+        const name = pkgs[0] === e ? e.name : `${e.name}/${p.name}`;
+        checkResolverInput(`${rel}/${name}/package.json`, path.join(absDir, ...name.split('/'), 'package.json'));
+      }
+    }
+  };
 
   const readIgnore = async (dirRel: string): Promise<string | undefined> => {
     const rel = dirRel === '' ? '.gitignore' : `${dirRel}/.gitignore`;
@@ -122,11 +143,15 @@ export async function walkRepository(root: string, opts: WalkOptions): Promise<W
     for (const entry of entries) {
       if (truncated) return;
       const rel = dirRel === '' ? entry.name : `${dirRel}/${entry.name}`;
+      if (isResolverInput(entry.name)) checkResolverInput(rel, path.join(abs, entry.name));
       if (entry.isSymbolicLink()) {
+        // A linked node_modules could lead the resolver anywhere.
+        if (entry.name === 'node_modules') unsafeResolverInputs.push(rel);
         skippedLinks += 1;
         continue;
       }
       if (entry.isDirectory()) {
+        if (entry.name === 'node_modules') checkNodeModules(rel, path.join(abs, entry.name));
         if (SKIPPED_DIRS.has(entry.name) || ignored(here, rel, true)) continue;
         await visit(rel, here);
         continue;
@@ -163,6 +188,7 @@ export async function walkRepository(root: string, opts: WalkOptions): Promise<W
     skippedBinary,
     skippedLinks,
     truncated,
+    unsafeResolverInputs,
     read: async (file) => {
       const r = await repo.read(file.absPath, opts.maxFileBytes);
       return 'bytes' in r ? r.bytes : undefined;

@@ -18,6 +18,12 @@ export interface WalkResult {
   /** The walk stopped at the file cap. */
   readonly truncated: boolean;
   /**
+   * Files a module resolver would read by itself (package.json, tsconfig*.json, jsconfig.json, also
+   * in node_modules) that are links, special files or over the size cap: while there are any, the
+   * repository is resolved without the JS/TS module resolver.
+   */
+  readonly unsafeResolverInputs: readonly string[];
+  /**
    * A walked file's content, read only if it is still a regular file inside
    * the repository's real path and within the size cap; undefined otherwise
    * (it changed since the walk, or is gone).

@@ -1,4 +1,4 @@
-import { mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -144,5 +144,22 @@ describe(`code indexing sandbox (${backend})`, () => {
     expect(repo.progress.parsed).toBe(0);
     expect(job.state).toBe('dead');
     expect(job.attempts).toBe(1);
+  });
+
+  it('indexes JS/TS whose package.json files link to /dev/zero, without the module resolver that would read them', async () => {
+    const dir = repoDir('resolver-links', {
+      'tsconfig.json': '{}',
+      'src/a.ts': "import { b } from './b';\nimport evil from 'evil';\nexport const a = b() + evil;\n",
+      'src/b.ts': 'export function b(): number {\n  return 1;\n}\n',
+    });
+    symlinkSync('/dev/zero', path.join(dir, 'src', 'package.json'));
+    mkdirSync(path.join(dir, 'node_modules', 'evil'), { recursive: true });
+    symlinkSync('/dev/zero', path.join(dir, 'node_modules', 'evil', 'package.json'));
+    const { repo } = await index(dir);
+    expect(repo.lastError).toBeNull();
+    expect(repo.status).toBe('indexed');
+    expect(repo.progress.parsed).toBe(2);
+    const res = await call('GET', `/v1/code/references?symbol=${encodeURIComponent('b')}`);
+    expect(res.statusCode).toBe(200);
   });
 });

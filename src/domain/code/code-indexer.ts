@@ -405,7 +405,9 @@ export class CodeIndexer {
     const removed = stored.filter((s) => !walked.has(s.path)).map((s) => s.id);
     // Every walked file has its id before any is parsed, so that imports resolve as files are built.
     const fileIds = new Map(files.map((f) => [f.path, storedByPath.get(f.path)?.id ?? uuidv7()]));
-    const resolver = this.deps.analysis?.moduleResolver(checkout.root);
+    // The resolver reads manifests itself, following links: a repository with unsafe ones goes without it.
+    const resolver =
+      walk.unsafeResolverInputs.length === 0 ? this.deps.analysis?.moduleResolver(checkout.root) : undefined;
     /** The path a specifier resolves to: tsconfig paths, package exports and workspaces first, then the built-in rules. */
     const targetOf = (language: CodeLanguage, fromPath: string, specifier: string, has: (p: string) => boolean) => {
       const viaResolver = resolver !== undefined && isJs(language) ? resolver.resolve(fromPath, specifier) : undefined;
