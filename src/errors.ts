@@ -32,17 +32,21 @@ export type ErrorCode =
 export interface AppErrorOptions {
   details?: unknown;
   cause?: unknown;
+  /** False when trying again cannot succeed: a background job failing with it is dead at once. */
+  retryable?: boolean;
 }
 
 export class AppError extends Error {
   override readonly name = 'AppError';
   readonly code: ErrorCode;
   readonly details: unknown;
+  readonly retryable: boolean;
 
   constructor(code: ErrorCode, message: string, options: AppErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.details = options.details;
+    this.retryable = options.retryable ?? true;
   }
 }
 
@@ -91,4 +95,7 @@ export const errors = {
   timeout: (what: string, cause?: unknown) => new AppError('TIMEOUT', `${what} timed out`, { cause }),
   unavailable: (what: string, cause?: unknown) => new AppError('UNAVAILABLE', `${what} is unavailable`, { cause }),
   internal: (cause?: unknown) => new AppError('INTERNAL', 'Internal error', { cause }),
+  /** Input past a server limit that a retry would meet again (a repository too large to index). */
+  limitExceeded: (message: string, details?: unknown) =>
+    new AppError('PAYLOAD_TOO_LARGE', message, { details, retryable: false }),
 };

@@ -388,7 +388,10 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       orgSlug: async (orgId) => (await system.findOrgById(orgId))?.slug,
     });
     const parser = await createTreeSitterParser();
-    const parserPool = config.code.parseThreads > 0 ? createParserPool(config.code.parseThreads) : undefined;
+    const parserPool =
+      config.code.parseThreads > 0
+        ? createParserPool(config.code.parseThreads, { maxHeapMb: config.code.parseWorkerMaxMb })
+        : undefined;
     if (parserPool !== undefined) closers.push(() => parserPool.close());
     const repos = new RepoService({
       tenantDb,
@@ -417,8 +420,9 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       parser,
       parserPool,
       workspace,
-      analysis: createCodeAnalysis(),
+      analysis: createCodeAnalysis({ maxFileBytes: config.code.maxFileBytes }),
       precise: { enabled: config.code.precise, maxFiles: config.code.preciseMaxFiles },
+      maxRepoBytes: config.code.maxRepoBytes,
       statistics: system,
       vacuum,
     });

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, realpathSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -44,6 +44,25 @@ describe(LocalRepoWorkspace.name, () => {
     it('refuses an unknown org everything', async () => {
       const unknown = '018f0000-0000-7000-8000-000000000009';
       expect(await code(ws.resolveLocalPath(unknown, path.join(granted, 'repo')))).toBe('PATH_NOT_ALLOWED');
+    });
+  });
+
+  describe('readTreeFile', () => {
+    it('reads a regular file of the tree, and never one through a link, a special file or one over the cap', async () => {
+      const repo = path.join(top, 'root', 'beta', 'repo');
+      writeFileSync(path.join(repo, 'a.ts'), 'export const a = 1;\n');
+      writeFileSync(path.join(top, 'secret.txt'), 'outside secret');
+      symlinkSync(path.join(top, 'secret.txt'), path.join(repo, 'out.ts'));
+      symlinkSync('/dev/zero', path.join(repo, 'zero.ts'));
+      writeFileSync(path.join(repo, 'big.ts'), 'x'.repeat(config.code.maxFileBytes + 1));
+      const read = (rel: string) =>
+        ws.readTreeFile(BETA, { id: '018f0000-0000-7000-8000-0000000000aa', sourceKind: 'path', location: repo }, rel);
+      expect(Buffer.from((await read('a.ts')) ?? []).toString()).toBe('export const a = 1;\n');
+      expect(await read('out.ts')).toBeUndefined();
+      expect(await read('zero.ts')).toBeUndefined();
+      expect(await read('big.ts')).toBeUndefined();
+      expect(await read('../repo/a.ts')).toBeDefined();
+      expect(await read('../../acme/x.ts')).toBeUndefined();
     });
   });
 

@@ -1,6 +1,9 @@
+import { mkdirSync, symlinkSync } from 'node:fs';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { tempTrees } from '../../test/helpers/code-fixtures.ts';
 import { entryFile } from '../domain/code/code-indexer.ts';
+import { AppError } from '../errors.ts';
 import { normalizePipName, readManifest } from './manifests.ts';
 
 const trees = tempTrees('engram-manifest-');
@@ -77,6 +80,34 @@ describe('readManifest', () => {
       ['my-lib', '==1.0'],
       ['numpy', '==1.26.0'],
     ]);
+  });
+
+  it('reads no manifest through a link: to a file outside the tree, to /dev/zero, or in a linked directory', async () => {
+    const outside = repo({
+      'package.json': JSON.stringify({ name: 'outside-secret', dependencies: { leaked: '1' } }),
+      'ws/package.json': JSON.stringify({ name: '@outside/ws', dependencies: { leaked2: '1' } }),
+    });
+    const root = repo({ 'package.json': JSON.stringify({ name: 'mono', workspaces: ['packages/*'] }) });
+    mkdirSync(path.join(root, 'packages'));
+    symlinkSync(path.join(outside, 'ws'), path.join(root, 'packages', 'linked'));
+    symlinkSync('/dev/zero', path.join(root, 'go.mod'));
+    symlinkSync(path.join(outside, 'package.json'), path.join(root, 'Cargo.toml'));
+    const m = await readManifest(root);
+    expect(m.provides.map((p) => p.name)).toEqual(['mono']);
+    expect(m.dependencies).toEqual([]);
+
+    const linkedRoot = repo({});
+    symlinkSync(path.join(outside, 'package.json'), path.join(linkedRoot, 'package.json'));
+    expect(await readManifest(linkedRoot)).toEqual({ identity: undefined, provides: [], dependencies: [] });
+  });
+
+  it('fails, without retries, on a manifest over the cap: the package identity would silently change', async () => {
+    const root = repo({ 'package.json': JSON.stringify({ name: 'big', description: 'x'.repeat(2_000) }) });
+    const err = await readManifest(root, 1_000).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AppError);
+    expect((err as AppError).code).toBe('PAYLOAD_TOO_LARGE');
+    expect((err as AppError).retryable).toBe(false);
+    expect((await readManifest(root, 4_000)).identity?.name).toBe('big');
   });
 
   it('normalizes pip names as PEP 503 does', () => {

@@ -1,9 +1,8 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { DependencyKind, PackageDependency, ProvidedPackage, RepoManifest } from '../domain/code/code.types.ts';
-import { detectPackage } from './package-identity.ts';
-
-const read = (file: string): Promise<string | undefined> => readFile(file, 'utf8').catch(() => undefined);
+import { detectPackage, MAX_MANIFEST_BYTES, readManifestFile } from './package-identity.ts';
+import { RepoFiles } from './safe-fs.ts';
 
 /** PEP 503: `Foo_Bar.baz` and `foo-bar-baz` are the same distribution. */
 export const normalizePipName = (name: string): string => name.toLowerCase().replace(/[-_.]+/g, '-');
@@ -182,14 +181,19 @@ const requirementsDeps = (text: string): PackageDependency[] =>
  * identity, as SCIP names it, plus npm workspaces with their entry points) and
  * the packages it depends on — package.json dependency fields (root and
  * workspaces), go.mod `require`, Cargo.toml dependency tables, pyproject
- * `[project].dependencies` / Poetry and requirements.txt.
+ * `[project].dependencies` / Poetry and requirements.txt. Every manifest is
+ * read through {@link readManifestFile}: a link is as if absent, one over
+ * `maxBytes` fails the run.
  */
-export async function readManifest(root: string): Promise<RepoManifest> {
-  const identity = await detectPackage(root);
+export async function readManifest(root: string, maxBytes = MAX_MANIFEST_BYTES): Promise<RepoManifest> {
+  const repo = await RepoFiles.open(root);
+  root = repo.realRoot;
+  const read = (rel: string) => readManifestFile(repo, rel, maxBytes);
+  const identity = await detectPackage(repo, maxBytes);
   const provides: ProvidedPackage[] = [];
   const dependencies: PackageDependency[] = [];
 
-  const pkgText = await read(path.join(root, 'package.json'));
+  const pkgText = await read('package.json');
   let rootPkg: Json | undefined;
   try {
     const parsed: unknown = pkgText === undefined ? undefined : JSON.parse(pkgText);
@@ -202,7 +206,7 @@ export async function readManifest(root: string): Promise<RepoManifest> {
     if (own.provides !== undefined) provides.push(own.provides);
     dependencies.push(...own.deps);
     for (const dir of await workspaceDirs(root, rootPkg)) {
-      const text = await read(path.join(root, dir, 'package.json'));
+      const text = await read(`${dir}/package.json`);
       try {
         const parsed: unknown = text === undefined ? undefined : JSON.parse(text);
         if (!isObject(parsed)) continue;
@@ -218,13 +222,13 @@ export async function readManifest(root: string): Promise<RepoManifest> {
     const name = identity.manager === 'pip' ? normalizePipName(identity.name) : identity.name;
     provides.push({ ...identity, name, dir: '', entryCandidates: [] });
   }
-  const goMod = await read(path.join(root, 'go.mod'));
+  const goMod = await read('go.mod');
   if (goMod !== undefined) dependencies.push(...goDeps(goMod));
-  const cargo = await read(path.join(root, 'Cargo.toml'));
+  const cargo = await read('Cargo.toml');
   if (cargo !== undefined) dependencies.push(...cargoDeps(cargo));
-  const pyproject = await read(path.join(root, 'pyproject.toml'));
+  const pyproject = await read('pyproject.toml');
   if (pyproject !== undefined) dependencies.push(...pyprojectDeps(pyproject));
-  const requirements = await read(path.join(root, 'requirements.txt'));
+  const requirements = await read('requirements.txt');
   if (requirements !== undefined) dependencies.push(...requirementsDeps(requirements));
 
   // Workspace packages depending on each other are not links to other repositories.

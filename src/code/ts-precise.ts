@@ -1,8 +1,13 @@
-import { existsSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import ts from 'typescript';
 import type { PreciseDefinition, PreciseOccurrence, PreciseSession } from '../ports/code-analysis.ts';
 import { insideRoot } from './js-resolver.ts';
+import { RepoFiles, within } from './safe-fs.ts';
+
+export interface TsPreciseOptions {
+  /** Files larger than this are not read by the compiler (CODE_MAX_FILE_BYTES). */
+  readonly maxFileBytes: number;
+}
 
 const CONFIG_FILES = ['tsconfig.json', 'jsconfig.json'];
 
@@ -52,12 +57,39 @@ function usage(n: ts.Identifier): PreciseOccurrence['kind'] {
  * re-exports) are followed to the declaration. Declarations outside the
  * repository (node_modules, the standard library) come back without a path.
  */
-export function openTsPrecise(root: string, files: readonly string[]): PreciseSession | undefined {
-  const real = realpathSync(root);
-  const configPath = CONFIG_FILES.map((n) => path.join(real, n)).find((p) => existsSync(p));
+export function openTsPrecise(
+  root: string,
+  files: readonly string[],
+  opts: TsPreciseOptions,
+): PreciseSession | undefined {
+  const repo = RepoFiles.openSync(root);
+  const real = repo.realRoot;
+  const libDir = path.dirname(ts.getDefaultLibFilePath({}));
+  // The compiler's host is synchronous: it reads through RepoFiles.readSync (regular files inside the
+  // repository, at most maxFileBytes each, so the wait is bounded), and the standard library's own files.
+  const texts = new Map<string, string | undefined>();
+  const readText = (p: string): string | undefined => {
+    const abs = path.resolve(real, p);
+    if (within(abs, libDir)) return ts.sys.readFile(abs);
+    if (!texts.has(abs)) {
+      const r = repo.readSync(abs, opts.maxFileBytes);
+      texts.set(abs, 'bytes' in r ? r.bytes.toString('utf8') : undefined);
+    }
+    return texts.get(abs);
+  };
+  const fileExists = (p: string): boolean => readText(p) !== undefined;
+  const inside = (p: string): boolean => within(path.resolve(real, p), real) || within(path.resolve(real, p), libDir);
+  const configPath = CONFIG_FILES.map((n) => path.join(real, n)).find((p) => fileExists(p));
   if (configPath === undefined) return undefined;
-  const read = ts.readConfigFile(configPath, (p) => ts.sys.readFile(p));
-  const parsed = ts.parseJsonConfigFileContent(read.config ?? {}, ts.sys, real, undefined, configPath);
+  const read = ts.readConfigFile(configPath, readText);
+  const parseHost: ts.ParseConfigHost = {
+    useCaseSensitiveFileNames: ts.sys.useCaseSensitiveFileNames,
+    // Only the options are used (the files are the walk's): no directory is listed.
+    readDirectory: () => [],
+    fileExists,
+    readFile: readText,
+  };
+  const parsed = ts.parseJsonConfigFileContent(read.config ?? {}, parseHost, real, undefined, configPath);
   const options: ts.CompilerOptions = {
     ...parsed.options,
     allowJs: true,
@@ -74,7 +106,7 @@ export function openTsPrecise(root: string, files: readonly string[]): PreciseSe
     getScriptVersion: () => '1',
     getScriptSnapshot: (f) => {
       if (!snapshots.has(f)) {
-        const text = ts.sys.readFile(f);
+        const text = readText(f);
         snapshots.set(f, text === undefined ? undefined : ts.ScriptSnapshot.fromString(text));
       }
       return snapshots.get(f);
@@ -82,12 +114,16 @@ export function openTsPrecise(root: string, files: readonly string[]): PreciseSe
     getCurrentDirectory: () => real,
     getCompilationSettings: () => options,
     getDefaultLibFileName: (o) => ts.getDefaultLibFilePath(o),
-    fileExists: (p) => ts.sys.fileExists(p),
-    readFile: (p, enc) => ts.sys.readFile(p, enc),
-    readDirectory: (...args) => ts.sys.readDirectory(...args),
-    directoryExists: (p) => ts.sys.directoryExists(p),
-    getDirectories: (p) => ts.sys.getDirectories(p),
-    realpath: (p) => (ts.sys.realpath === undefined ? p : ts.sys.realpath(p)),
+    fileExists,
+    readFile: readText,
+    readDirectory: (p, ...rest) => (inside(p) ? ts.sys.readDirectory(p, ...rest) : []),
+    directoryExists: (p) => inside(p) && ts.sys.directoryExists(p),
+    getDirectories: (p) => (inside(p) ? ts.sys.getDirectories(p) : []),
+    // Workspace packages linked into node_modules map to their sources; a link out of the tree is not followed.
+    realpath: (p) => {
+      const r = ts.sys.realpath?.(p) ?? p;
+      return inside(r) ? r : p;
+    },
   };
   const service = ts.createLanguageService(host, ts.createDocumentRegistry());
   const program = service.getProgram();

@@ -1,8 +1,10 @@
-import { lstatSync, readdirSync, readFileSync, type Dirent, type Stats } from 'node:fs';
+import { lstatSync, readdirSync, type Dirent, type Stats } from 'node:fs';
 import path from 'node:path';
 import { setImmediate } from 'node:timers/promises';
 import ignore, { type Ignore } from 'ignore';
+import { errors } from '../errors.ts';
 import type { WalkResult, WalkedFile } from '../ports/repo-workspace.ts';
+import { RepoFiles } from './safe-fs.ts';
 
 /** Directories never walked: version control, dependencies, vendored code, caches and virtualenvs. */
 const SKIPPED_DIRS = new Set([
@@ -45,6 +47,10 @@ interface IgnoreScope {
 
 const isMinified = (name: string): boolean => /\.min\.(js|css|mjs)$/.test(name);
 
+/** Files the module resolver (oxc-resolver, native, synchronous) reads by itself, following links. */
+const isResolverInput = (name: string): boolean =>
+  name === 'package.json' || name === 'jsconfig.json' || /^tsconfig(\..*)?\.json$/.test(name);
+
 /** Entries stat'ed between two turns of the event loop. */
 const YIELD_EVERY = 2_000;
 
@@ -59,9 +65,14 @@ const orUndefined = <T>(f: () => T): T | undefined => {
 /**
  * Walks a repository like git would list it: nested `.gitignore` files apply
  * to their directory and below; symbolic links are not followed (a link could
- * lead out of the repository); skipped directories, binary extensions,
+ * lead out of the repository), not even a linked `.gitignore` (git ≥ 2.32
+ * does not follow those either); skipped directories, binary extensions,
  * minified bundles and files over `maxFileBytes` are left out, and the walk
- * stops after `maxFiles` files.
+ * stops after `maxFiles` files. A `.gitignore` over `maxFileBytes` fails the
+ * walk (not retried): skipping it would index what it ignores.
+ *
+ * The result's `read` reads a walked file again through {@link RepoFiles}:
+ * still a regular file, inside the repository's real path, within the cap.
  *
  * The file system is read with synchronous calls, a directory at a time,
  * yielding to the event loop every few thousand entries: for small files a
@@ -69,10 +80,44 @@ const orUndefined = <T>(f: () => T): T | undefined => {
  * thread pool costs tens (2,300 files: 0.3 s walked with promises).
  */
 export async function walkRepository(root: string, opts: WalkOptions): Promise<WalkResult> {
+  const repo = await RepoFiles.open(root);
+  const realRoot = repo.realRoot;
   const files: WalkedFile[] = [];
   let skippedTooLarge = 0;
   let skippedBinary = 0;
+  let skippedLinks = 0;
   let truncated = false;
+  const unsafeResolverInputs: string[] = [];
+  /** A resolver input must be a regular file within the cap (lstat: a link is not followed). */
+  const checkResolverInput = (rel: string, absPath: string): void => {
+    const st = orUndefined(() => lstatSync(absPath));
+    if (st !== undefined && (!st.isFile() || st.size > opts.maxFileBytes)) unsafeResolverInputs.push(rel);
+  };
+  /** The package.json of each package in a node_modules directory (and @scope/…), which the walk skips. */
+  const checkNodeModules = (rel: string, absDir: string): void => {
+    const list = (d: string) => orUndefined(() => readdirSync(d, { withFileTypes: true })) ?? [];
+    for (const e of list(absDir)) {
+      const pkgs = e.name.startsWith('@') && e.isDirectory() ? list(path.join(absDir, e.name)) : [e];
+      for (const p of pkgs) {
+        const name = pkgs[0] === e ? e.name : `${e.name}/${p.name}`;
+        checkResolverInput(`${rel}/${name}/package.json`, path.join(absDir, ...name.split('/'), 'package.json'));
+      }
+    }
+  };
+
+  const readIgnore = async (dirRel: string): Promise<string | undefined> => {
+    const rel = dirRel === '' ? '.gitignore' : `${dirRel}/.gitignore`;
+    const r = await repo.read(rel, opts.maxFileBytes);
+    if ('bytes' in r) return r.bytes.toString('utf8');
+    if (r.refused === 'too-large') {
+      throw errors.limitExceeded(
+        `${rel} is larger than CODE_MAX_FILE_BYTES (${opts.maxFileBytes} bytes): the walk cannot honour it`,
+        { path: rel, size: r.size, maxBytes: opts.maxFileBytes },
+      );
+    }
+    // A link, FIFO or device is counted below with the other entries the walk leaves out.
+    return undefined;
+  };
 
   const ignored = (scopes: readonly IgnoreScope[], rel: string, isDir: boolean): boolean => {
     for (const s of scopes) {
@@ -84,9 +129,9 @@ export async function walkRepository(root: string, opts: WalkOptions): Promise<W
 
   let sinceYield = 0;
   const visit = async (dirRel: string, scopes: readonly IgnoreScope[]): Promise<void> => {
-    const abs = dirRel === '' ? root : path.join(root, ...dirRel.split('/'));
+    const abs = dirRel === '' ? realRoot : path.join(realRoot, ...dirRel.split('/'));
     let here = scopes;
-    const gitignore = orUndefined(() => readFileSync(path.join(abs, '.gitignore'), 'utf8'));
+    const gitignore = await readIgnore(dirRel);
     if (gitignore !== undefined) here = [...scopes, { dir: dirRel, ig: ignore().add(gitignore) }];
     const entries: Dirent[] = orUndefined(() => readdirSync(abs, { withFileTypes: true })) ?? [];
     entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -98,13 +143,24 @@ export async function walkRepository(root: string, opts: WalkOptions): Promise<W
     for (const entry of entries) {
       if (truncated) return;
       const rel = dirRel === '' ? entry.name : `${dirRel}/${entry.name}`;
-      if (entry.isSymbolicLink()) continue;
+      if (isResolverInput(entry.name)) checkResolverInput(rel, path.join(abs, entry.name));
+      if (entry.isSymbolicLink()) {
+        // A linked node_modules could lead the resolver anywhere.
+        if (entry.name === 'node_modules') unsafeResolverInputs.push(rel);
+        skippedLinks += 1;
+        continue;
+      }
       if (entry.isDirectory()) {
+        if (entry.name === 'node_modules') checkNodeModules(rel, path.join(abs, entry.name));
         if (SKIPPED_DIRS.has(entry.name) || ignored(here, rel, true)) continue;
         await visit(rel, here);
         continue;
       }
-      if (!entry.isFile() || ignored(here, rel, false)) continue;
+      if (!entry.isFile()) {
+        skippedLinks += 1;
+        continue;
+      }
+      if (ignored(here, rel, false)) continue;
       const ext = path.extname(entry.name).slice(1).toLowerCase();
       if (BINARY_EXTENSIONS.has(ext) || isMinified(entry.name)) {
         skippedBinary += 1;
@@ -126,5 +182,16 @@ export async function walkRepository(root: string, opts: WalkOptions): Promise<W
   };
 
   await visit('', []);
-  return { files, skippedTooLarge, skippedBinary, truncated };
+  return {
+    files,
+    skippedTooLarge,
+    skippedBinary,
+    skippedLinks,
+    truncated,
+    unsafeResolverInputs,
+    read: async (file) => {
+      const r = await repo.read(file.absPath, opts.maxFileBytes);
+      return 'bytes' in r ? r.bytes : undefined;
+    },
+  };
 }

@@ -148,6 +148,8 @@ const envSchema = z.object({
   CODE_PRECISE_MAX_FILES: intFrom(5_000, 0, 10_000_000),
   // One parser thread per core but one (the event loop and the database need the other); 0: parse on the event loop.
   CODE_PARSE_THREADS: intFrom(Math.max(1, availableParallelism() - 1), 0, 64),
+  CODE_PARSE_WORKER_MAX_MB: intFrom(512, 16, 16_384),
+  CODE_MAX_REPO_BYTES: intFrom(268_435_456, 1, 1_099_511_627_776),
   SHUTDOWN_TIMEOUT_MS: intFrom(10_000, 0, 600_000),
   SHUTDOWN_DELAY_MS: intFrom(0, 0, 300_000),
   AUTH_ISSUER: z.string().trim().min(1).optional(),
@@ -316,6 +318,10 @@ export interface CodeConfig {
   readonly preciseMaxFiles: number;
   /** Worker threads that parse files during an index run; 0: the event loop parses. */
   readonly parseThreads: number;
+  /** Each parser thread's JS heap cap in MB: a file needing more stops its run, not the server. */
+  readonly parseWorkerMaxMb: number;
+  /** Bytes of source files one repository may have to index; a run over it fails (not retried). */
+  readonly maxRepoBytes: number;
 }
 
 /** Git remotes: the outbound policy they pass and the limits of a clone. */
@@ -691,6 +697,8 @@ export function loadConfig(env: Env = process.env): Config {
       precise: e.CODE_PRECISE,
       preciseMaxFiles: e.CODE_PRECISE_MAX_FILES,
       parseThreads: e.CODE_PARSE_THREADS,
+      parseWorkerMaxMb: e.CODE_PARSE_WORKER_MAX_MB,
+      maxRepoBytes: e.CODE_MAX_REPO_BYTES,
     }),
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     shutdownDelayMs: e.SHUTDOWN_DELAY_MS,

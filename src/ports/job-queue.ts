@@ -50,15 +50,16 @@ export interface JobQueue {
   /** Marks a held job succeeded; false when the worker no longer holds it. */
   complete(job: Pick<Job, 'orgId' | 'id'>, workerId: string): Promise<boolean>;
   /**
-   * Records a failed run: dead when it was the last attempt, else queued
-   * again `retryInMs` from now. Returns the new state, or undefined when the
-   * worker no longer holds the job.
+   * Records a failed run: dead when it was the last attempt or `retryInMs` is
+   * null (a failure a retry would meet again), else queued again `retryInMs`
+   * from now. Returns the new state, or undefined when the worker no longer
+   * holds the job.
    */
   fail(
     job: Pick<Job, 'orgId' | 'id'>,
     workerId: string,
     error: string,
-    retryInMs: number,
+    retryInMs: number | null,
   ): Promise<'queued' | 'dead' | undefined>;
   /** Returns the worker's running jobs to queued, due now, without counting the interrupted run. */
   release(workerId: string): Promise<number>;

@@ -13,8 +13,22 @@ export interface WalkResult {
   readonly files: readonly WalkedFile[];
   readonly skippedTooLarge: number;
   readonly skippedBinary: number;
+  /** Symbolic links and special files (FIFOs, devices) left out: the walk never follows or opens them. */
+  readonly skippedLinks: number;
   /** The walk stopped at the file cap. */
   readonly truncated: boolean;
+  /**
+   * Files a module resolver would read by itself (package.json, tsconfig*.json, jsconfig.json, also
+   * in node_modules) that are links, special files or over the size cap: while there are any, the
+   * repository is resolved without the JS/TS module resolver.
+   */
+  readonly unsafeResolverInputs: readonly string[];
+  /**
+   * A walked file's content, read only if it is still a regular file inside
+   * the repository's real path and within the size cap; undefined otherwise
+   * (it changed since the walk, or is gone).
+   */
+  readonly read: (file: WalkedFile) => Promise<Uint8Array | undefined>;
 }
 
 /** A repository's tree on local disk, with what git says about it (undefined when it is not a git work tree). */
@@ -49,7 +63,6 @@ export interface RepoWorkspace {
   checkout(orgId: string, repo: { id: string; sourceKind: RepoSourceKind; location: string }): Promise<Checkout>;
   /** Every file to consider, honouring .gitignore files and skipping VCS, vendored, binary and oversized files. */
   walk(root: string): Promise<WalkResult>;
-  readFile(absPath: string): Promise<Uint8Array>;
   /** The package the root declares (package.json, go.mod, Cargo.toml, pyproject.toml); undefined when none. */
   packageIdentity(root: string): Promise<PackageIdentity | undefined>;
   /** What the manifests declare: the root identity, the packages provided (root, npm workspaces) and the dependencies. */

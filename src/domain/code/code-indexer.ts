@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
-import { errors } from '../../errors.ts';
+import { AppError, errors } from '../../errors.ts';
 import type { CodeAnalysis, PreciseDefinition, PreciseOccurrence, PreciseSession } from '../../ports/code-analysis.ts';
 import type { CodeLanguage, CodeParser, ParsedFile, ParserPool, ReferenceKind, Span } from '../../ports/code-parser.ts';
 import type {
@@ -81,6 +81,11 @@ export interface CodeIndexerDeps {
   readonly workspace: RepoWorkspace;
   /** JS/TS module resolution and the precise (compiler) pass; without it, only the built-in resolution runs. */
   readonly analysis?: CodeAnalysis | undefined;
+  /**
+   * Bytes of source files one repository may have to index (CODE_MAX_REPO_BYTES): a run whose walk
+   * finds more, or that reads more, fails without retries. Unlimited when undefined.
+   */
+  readonly maxRepoBytes?: number | undefined;
   /** The precise pass: on (default) and the JS/TS file count above which a repository skips it. */
   readonly precise?: { readonly enabled: boolean; readonly maxFiles: number } | undefined;
   /** Planner statistics, refreshed after a run rewrote many files (see {@link ANALYZE_AFTER_FILES}). */
@@ -375,6 +380,22 @@ export class CodeIndexer {
       const language = parser.languageOf(f.path);
       if (language !== undefined) files.push({ ...f, language });
     }
+    const maxBytes = this.deps.maxRepoBytes ?? Number.POSITIVE_INFINITY;
+    const overQuota = (bytes: number) =>
+      errors.limitExceeded(
+        `The repository has ${bytes} bytes of source files to index, over this server's limit of ${maxBytes} (CODE_MAX_REPO_BYTES)`,
+        { bytes, maxBytes },
+      );
+    const sourceBytes = files.reduce((n, f) => n + f.size, 0);
+    if (sourceBytes > maxBytes) throw overQuota(sourceBytes);
+    // Files are read again by the run: one that grew since the walk counts with its new size.
+    let bytesRead = 0;
+    const read = async (f: WalkedFile): Promise<Uint8Array | undefined> => {
+      const bytes = await walk.read(f);
+      bytesRead += bytes?.length ?? 0;
+      if (bytesRead > maxBytes) throw overQuota(bytesRead);
+      return bytes;
+    };
     const stored = await tenant.withTenant(orgId, ({ code }) => code.findFiles(repo.id));
     const storedByPath = new Map<string, StoredFile>(stored.map((s) => [s.path, s]));
     // Symbol ids embed the package's identity: when it changed, every file is rewritten.
@@ -384,7 +405,9 @@ export class CodeIndexer {
     const removed = stored.filter((s) => !walked.has(s.path)).map((s) => s.id);
     // Every walked file has its id before any is parsed, so that imports resolve as files are built.
     const fileIds = new Map(files.map((f) => [f.path, storedByPath.get(f.path)?.id ?? uuidv7()]));
-    const resolver = this.deps.analysis?.moduleResolver(checkout.root);
+    // The resolver reads manifests itself, following links: a repository with unsafe ones goes without it.
+    const resolver =
+      walk.unsafeResolverInputs.length === 0 ? this.deps.analysis?.moduleResolver(checkout.root) : undefined;
     /** The path a specifier resolves to: tsconfig paths, package exports and workspaces first, then the built-in rules. */
     const targetOf = (language: CodeLanguage, fromPath: string, specifier: string, has: (p: string) => boolean) => {
       const viaResolver = resolver !== undefined && isJs(language) ? resolver.resolve(fromPath, specifier) : undefined;
@@ -407,6 +430,7 @@ export class CodeIndexer {
       removed: removed.length,
       skippedTooLarge: walk.skippedTooLarge,
       skippedBinary: walk.skippedBinary,
+      skippedLinks: walk.skippedLinks,
       truncated: walk.truncated,
     };
     await report({});
@@ -439,7 +463,7 @@ export class CodeIndexer {
     const touched: Array<{ id: string; mtimeMs: number | null }> = [];
     const decoder = new TextDecoder('utf-8');
     // Files are read and parsed a window ahead (on the parser threads, when there are any), and taken in order.
-    const ahead: Array<Promise<Awaited<ReturnType<CodeIndexer['prepare']>> | undefined>> = [];
+    const ahead: Array<Promise<Awaited<ReturnType<CodeIndexer['prepare']>> | { fatal: AppError } | undefined>> = [];
     // Largest files first: parsing a large file takes long and writing it too, and at the end of a run
     // either would run alone (the other threads idle); early on, the two overlap with smaller files'.
     const order = [...files].sort((a, b) => b.size - a.size || (a.path < b.path ? -1 : 1));
@@ -460,7 +484,9 @@ export class CodeIndexer {
             pkg,
             decoder,
             importTarget,
-          ).catch(() => undefined),
+            read,
+            // A file that cannot be read or parsed is retried next run; a limit it exceeds stops this one.
+          ).catch((error: unknown) => (error instanceof AppError && !error.retryable ? { fatal: error } : undefined)),
         );
       }
     };
@@ -472,6 +498,7 @@ export class CodeIndexer {
       const before = storedByPath.get(f.path);
       const counted = await ahead.shift();
       launch();
+      if (typeof counted === 'object' && 'fatal' in counted) throw counted.fatal;
       if (counted === undefined) {
         // Retried next run.
         progress = { ...progress, failed: progress.failed + 1 };
@@ -583,12 +610,15 @@ export class CodeIndexer {
     pkg: PackageIdentity,
     decoder: { decode(bytes: Uint8Array): string },
     importTarget: (specifier: string) => string | undefined,
+    read: (f: WalkedFile) => Promise<Uint8Array | undefined>,
   ): Promise<IndexedFile | { unchanged: true; touch: number | null | undefined } | 'binary'> {
     if (!rewriteAll && before !== undefined && before.mtimeMs === f.mtimeMs && before.size === f.size) {
       return { unchanged: true, touch: undefined };
     }
     const readAt = Date.now();
-    const bytes = await this.deps.workspace.readFile(f.absPath);
+    const bytes = await read(f);
+    // Changed since the walk into a link, a special file or a file over the cap: counted as failed.
+    if (bytes === undefined) throw new Error(`${f.path} is no longer a regular file within the size cap`);
     const contentHash = sha256(bytes);
     // A file written within the clock's reach of this read could change again without its mtime moving.
     const mtimeMs = readAt - f.mtimeMs > RACY_MS ? f.mtimeMs : null;

@@ -28,6 +28,8 @@ export interface IndexProgress {
   /** Files the walk left out: ignored by .gitignore are not counted; too large, binary and over the file cap are. */
   readonly skippedTooLarge: number;
   readonly skippedBinary: number;
+  /** Symbolic links and special files (FIFOs, devices) the walk left out: never followed nor opened. */
+  readonly skippedLinks: number;
   /** True when the walk stopped at CODE_MAX_FILES. */
   readonly truncated: boolean;
   /** Wall-clock milliseconds spent in each phase of this run so far (parsing includes writing the rows). */
@@ -44,6 +46,7 @@ export const EMPTY_PROGRESS: IndexProgress = {
   failed: 0,
   skippedTooLarge: 0,
   skippedBinary: 0,
+  skippedLinks: 0,
   truncated: false,
   phaseMs: {},
 };

@@ -4,7 +4,8 @@ import type { Job } from './job.types.ts';
 
 /**
  * Does one job's work. Throwing schedules a retry (or the dead letter after
- * the last attempt). Handlers must be idempotent: after a crash or an expired
+ * the last attempt); throwing an `AppError` that is not `retryable` (a limit
+ * the input exceeds) sends the job to the dead letter at once. Handlers must be idempotent: after a crash or an expired
  * lease a job may run again, and a run may finish after its lease was lost.
  */
 export type JobHandler = (job: Job) => Promise<void>;
@@ -239,7 +240,8 @@ export class JobWorker {
         this.opts.onOutcome?.(job, held ? 'succeeded' : 'lost');
         return;
       }
-      const delay = backoffMs(job.attempts, this.opts.backoff, this.opts.random);
+      const final = failure.error instanceof AppError && !failure.error.retryable;
+      const delay = final ? null : backoffMs(job.attempts, this.opts.backoff, this.opts.random);
       const state = await queue.fail(job, workerId, describeJobError(failure.error), delay);
       this.opts.onOutcome?.(job, state === undefined ? 'lost' : state === 'dead' ? 'dead' : 'retried', failure.error);
     } catch (e) {

@@ -39,6 +39,7 @@ const progressSchema = z.object({
   failed: z.number().int(),
   skippedTooLarge: z.number().int(),
   skippedBinary: z.number().int(),
+  skippedLinks: z.number().int().describe('Symbolic links and special files the walk left out (never followed)'),
   truncated: z.boolean().describe('The walk stopped at CODE_MAX_FILES'),
   phaseMs: z
     .partialRecord(z.enum(INDEX_PHASES), z.number().int())

@@ -223,14 +223,15 @@ export class PgJobQueue implements JobQueue {
     job: Pick<Job, 'orgId' | 'id'>,
     workerId: string,
     error: string,
-    retryInMs: number,
+    retryInMs: number | null,
   ): Promise<'queued' | 'dead' | undefined> {
+    const final = retryInMs === null;
     return this.asSystem(async (tx) => {
       const r = await sql<{ state: 'queued' | 'dead' }>`
         UPDATE jobs SET
-          state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
-          finished_at = CASE WHEN attempts >= max_attempts THEN now() END,
-          run_at = now() + ${Math.max(0, Math.round(retryInMs))} * interval '1 millisecond',
+          state = CASE WHEN ${final}::boolean OR attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
+          finished_at = CASE WHEN ${final}::boolean OR attempts >= max_attempts THEN now() END,
+          run_at = now() + ${Math.max(0, Math.round(retryInMs ?? 0))} * interval '1 millisecond',
           last_error = ${error.slice(0, MAX_ERROR_CHARS)},
           locked_until = NULL, locked_by = NULL, updated_at = now()
         WHERE org_id = ${job.orgId} AND id = ${job.id} AND state = 'running' AND locked_by = ${workerId}
