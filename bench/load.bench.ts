@@ -1,8 +1,10 @@
 /**
  * Load benchmark: many concurrent clients mixing writes and searches against
- * a seeded store, with the embedder up, then the same load while the embedder
- * is killed half-way through — throughput, p50/p95/p99, errors and degraded
- * answers, on embedded PGlite and on PostgreSQL.
+ * a seeded store, with the embedder up, then the same calls made in-process on
+ * the services without HTTP (the engine's floor, printed beside the HTTP
+ * figure as a ratio), then the HTTP load again while the embedder is killed
+ * half-way through — throughput, p50/p95/p99, errors and degraded answers, on
+ * embedded PGlite and on PostgreSQL.
  *
  *   npm run bench:load -- [--n 100000] [--backends pglite,postgres] [--connections 50] [--duration 60]
  *
@@ -16,6 +18,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config/config.ts';
 import { DEFAULT_DATABASE_URL, configSummary, startBackend, type Backend, type BackendName } from './lib/backend.ts';
 import { forkChild, type Child } from './lib/child.ts';
+import { trackHandlers, type HandlerTracker } from './lib/handlers-in-flight.ts';
 import {
   STORE_OPTIONS,
   fmt,
@@ -30,17 +33,13 @@ import {
 } from './lib/cli.ts';
 import { vocabularySize } from './lib/corpus.ts';
 import { databaseBytes, memoriesWithoutVector, prepareStore, type IngestResult } from './lib/ingest.ts';
-import {
-  KIND_SEARCH,
-  KIND_WRITE,
-  type ClientMessage,
-  type LoadReport,
-  type LoadSamples,
-  type LoadSpec,
-} from './lib/load-client.ts';
+import type { ClientMessage, LoadReport, LoadSpec } from './lib/load-client.ts';
+import { runInProcess, type InProcessReport } from './lib/load-in-process.ts';
+import { KIND_SEARCH, KIND_WRITE, type LoadRun, type LoadSamples } from './lib/load-mix.ts';
 import { markdownTable, round, roundSummary, summarize, table, type LatencySummary } from './lib/stats.ts';
 
-const PHASES = ['steady', 'embedder-kill'] as const;
+// The embedder cannot come back on the same address, so the kill goes last.
+const PHASES = ['steady', 'in-process', 'embedder-kill'] as const;
 type Phase = (typeof PHASES)[number];
 const MODES = ['lexical', 'vector', 'hybrid'] as const;
 
@@ -58,7 +57,7 @@ const HELP = `Usage: npm run bench:load -- [options]
   --connections <c>           concurrent keep-alive connections, closed loop (default 50)
   --duration <seconds>        length of each measured phase (default 60)
   --write-ratio <r>           share of requests that are writes, 0..1 (default 0.2)
-  --phases <list>             steady,embedder-kill (default both, in that order)
+  --phases <list>             steady,in-process,embedder-kill (default all three, in that order)
   --warmup <seconds>          unmeasured load before the first phase, 0 for none (default 5)
   --mode <mode>               search mode: lexical, vector or hybrid (default hybrid)
   --limit <k>                 results per search (default 10)
@@ -75,10 +74,14 @@ const HELP = `Usage: npm run bench:load -- [options]
 Processes: the server runs in this process (as bench:search), the load
 generator (autocannon) in a child process, and the embedder — an
 OpenAI-compatible server answering with the builtin embedder's vectors —
-in another (EMBEDDER=openai). Phase "steady" runs the mix with the embedder
-up; phase "embedder-kill" runs it again and SIGKILLs the embedder half-way
-through. Rate limiting is off (RATE_LIMIT_ENABLED=false). Everything is on
-127.0.0.1.
+in another (EMBEDDER=openai). Phase "steady" runs the mix over HTTP with the
+embedder up; phase "in-process" makes the same calls (same mix, seed, mode,
+limit, write payloads; one async caller per connection, closed loop) on the
+server's services in this process, with no HTTP, authentication or JSON —
+the floor "steady" is compared with (HTTP ok req/s as % of it); phase
+"embedder-kill" runs the HTTP mix again and SIGKILLs the embedder half-way
+through. Phases never overlap. Rate limiting is off (RATE_LIMIT_ENABLED=false).
+Everything is on 127.0.0.1.
 
 Environment: DATABASE_URL (default ${DEFAULT_DATABASE_URL}), VALKEY_URL (optional,
 postgres backend only). Both must point at 127.0.0.1.
@@ -118,7 +121,6 @@ function parseOptions(argv: string[]) {
     connections: positiveInt('connections', values.connections, 50),
     durationSeconds: positiveInt('duration', values.duration, 60),
     writeRatio: ratio('write-ratio', values['write-ratio'], 0.2),
-    // The embedder cannot come back on the same address, so the kill goes last.
     phases: PHASES.filter((p) => phases.includes(p)),
     warmupSeconds: values.warmup === '0' ? 0 : positiveInt('warmup', values.warmup, 5),
     mode: mode as LoadSpec['mode'],
@@ -142,7 +144,7 @@ interface Slice {
   readonly ok: number;
   /** 2xx answers per second of the window. */
   readonly okPerSec: number;
-  /** Latency of 2xx answers, from autocannon's per-response timing. */
+  /** Latency of 2xx answers: autocannon's per-response timing, in-process the call's duration. */
   readonly latencyMs: LatencySummary;
   readonly statuses: Record<string, number>;
   /** Requests with no answer (timeouts, socket errors): counted in `all` rows only. */
@@ -156,6 +158,8 @@ interface Slice {
 
 interface PhaseResult {
   readonly phase: Phase;
+  /** `http`: through the load generator; `in-process`: the services called directly. */
+  readonly transport: 'http' | 'in-process';
   readonly durationSeconds: number;
   readonly slices: Slice[];
   /** Seconds from the start of the phase to the SIGKILL of the embedder. */
@@ -171,8 +175,23 @@ interface PhaseResult {
   /** CPU time of this process (server + orchestration) during the phase, in % of one core. */
   readonly serverCpuPct: number;
   readonly loadAverage: { readonly before: number[]; readonly after: number[] };
+  /** Requests without an answer by error; in-process also the calls that threw, by error code. */
   readonly failuresByError: Record<string, number>;
-  readonly autocannon: LoadReport['autocannon'];
+  /** HTTP phases: autocannon's own summary. */
+  readonly autocannon?: LoadReport['autocannon'];
+  /** The in-process phase: callers, and calls still running when the window closed (not counted). */
+  readonly inProcess?: { readonly workers: number; readonly inFlightAtEnd: number; readonly drainMs: number };
+}
+
+/** One kind's HTTP steady figures beside the in-process floor's. */
+interface FloorComparison {
+  readonly kind: Kind;
+  readonly httpOkPerSec: number;
+  readonly inProcessOkPerSec: number;
+  /** HTTP ok req/s as a percentage of in-process ok calls/s. */
+  readonly httpPctOfInProcess: number;
+  readonly httpLatencyMs: LatencySummary;
+  readonly inProcessLatencyMs: LatencySummary;
 }
 
 interface BackendResult {
@@ -184,13 +203,22 @@ interface BackendResult {
   readonly ingest?: IngestResult;
   readonly databaseBytes?: number;
   readonly phases: PhaseResult[];
+  /** Phase steady beside phase in-process, when both ran. */
+  readonly floor?: {
+    /** HTTP's share of the floor's throughput (all requests) that counts as fast enough. */
+    readonly targetPct: number;
+    /** The `all` row's httpPctOfInProcess ≥ targetPct. */
+    readonly met: boolean;
+    /** all, search, write. */
+    readonly kinds: FloorComparison[];
+  };
   readonly error?: string;
 }
 
 const now = (): number => performance.timeOrigin + performance.now();
 const pct = (part: number, whole: number): number => (whole === 0 ? 0 : round((100 * part) / whole, 3));
 
-function slice(r: LoadReport, part: Part, kind: Kind, from: number, to: number, seconds = (to - from) / 1000): Slice {
+function slice(r: LoadRun, part: Part, kind: Kind, from: number, to: number, seconds = (to - from) / 1000): Slice {
   const s: LoadSamples = r.samples;
   const want = kind === 'all' ? undefined : kind === 'write' ? KIND_WRITE : KIND_SEARCH;
   const latencies: number[] = [];
@@ -339,6 +367,29 @@ async function runLoad(
   }
 }
 
+/**
+ * runLoad, then wait until the server has finished every request: autocannon
+ * stops at the deadline with requests still in the server, which must not run
+ * into the next phase (above all the in-process one, whose callers share this
+ * process). Bounded by the request timeout.
+ */
+async function runHttp(
+  handlers: HandlerTracker,
+  spec: LoadSpec,
+  kill?: () => Promise<number>,
+): Promise<{ report: LoadReport; killedAt?: number }> {
+  const r = await runLoad(spec, kill);
+  const left = handlers.inFlight;
+  if (!(await handlers.idle(250, spec.timeoutSeconds * 1000))) {
+    log(
+      `the server still runs ${handlers.inFlight} requests ${spec.timeoutSeconds} s after the load stopped; going on`,
+    );
+  } else if (left > 0) {
+    log(`waited for the ${left} requests the server was still running when the load stopped`);
+  }
+  return r;
+}
+
 async function startFakeEmbedder(dimension: number): Promise<Child<{ baseUrl: string }>> {
   const fake = await forkChild<{ baseUrl: string }>(FAKE_EMBEDDER, [String(dimension)]);
   children.add(fake);
@@ -370,6 +421,7 @@ async function benchBackend(name: BackendName, opts: Options): Promise<BackendRe
   });
   active = b;
   const phases: PhaseResult[] = [];
+  const handlers = trackHandlers();
   try {
     log(`${name}: listening on ${b.url}${b.database === undefined ? '' : `, database ${b.database}`}`);
     const { n, ingest } = await prepareStore(b, {
@@ -401,12 +453,16 @@ async function benchBackend(name: BackendName, opts: Options): Promise<BackendRe
     };
     if (opts.warmupSeconds > 0) {
       log(`${name}: ${opts.warmupSeconds} s warm-up`);
-      await runLoad(spec(opts.warmupSeconds));
+      await runHttp(handlers, spec(opts.warmupSeconds));
     }
     for (const phase of opts.phases) {
-      log(
-        `${name}: phase ${phase}, ${opts.durationSeconds} s${phase === 'embedder-kill' ? ', embedder killed half-way' : ''}`,
-      );
+      const how =
+        phase === 'embedder-kill'
+          ? ', embedder killed half-way'
+          : phase === 'in-process'
+            ? `, ${opts.connections} callers on the services, no HTTP`
+            : '';
+      log(`${name}: phase ${phase}, ${opts.durationSeconds} s${how}`);
       const cacheBefore = await embeddingCacheCounts(b);
       const loadBefore = os.loadavg().map((x) => round(x));
       const cpuBefore = process.cpuUsage();
@@ -421,7 +477,29 @@ async function benchBackend(name: BackendName, opts: Options): Promise<BackendRe
               return at;
             }
           : undefined;
-      const { report, killedAt } = await runLoad(spec(opts.durationSeconds), kill);
+      let report: LoadRun;
+      let killedAt: number | undefined;
+      let transport: Pick<PhaseResult, 'transport' | 'autocannon' | 'inProcess'>;
+      const failuresByError: Record<string, number> = {};
+      if (phase === 'in-process') {
+        // The context every HTTP request of the load generator resolves to (its API key's org and key).
+        const ctx = await b.server.engram.apiKeys.authenticate(b.apiKey, 'bench-in-process');
+        const floor: InProcessReport = await runInProcess(b.server.engram, ctx, {
+          ...spec(opts.durationSeconds),
+          workers: opts.connections,
+        });
+        report = floor;
+        transport = {
+          transport: 'in-process',
+          inProcess: { workers: opts.connections, inFlightAtEnd: floor.inFlightAtEnd, drainMs: round(floor.drainMs) },
+        };
+        Object.assign(failuresByError, floor.errorsByCode);
+      } else {
+        const http = await runHttp(handlers, spec(opts.durationSeconds), kill);
+        report = http.report;
+        killedAt = http.killedAt;
+        transport = { transport: 'http', autocannon: http.report.autocannon };
+      }
       const cpu = process.cpuUsage(cpuBefore);
       const poolSummary = pool.stop();
       const wallS = (report.finishedAt - report.startedAt) / 1000;
@@ -447,10 +525,10 @@ async function benchBackend(name: BackendName, opts: Options): Promise<BackendRe
         }
       }
       const cacheAfter = await embeddingCacheCounts(b);
-      const failuresByError: Record<string, number> = {};
       for (const f of report.failures) failuresByError[f.error] = (failuresByError[f.error] ?? 0) + 1;
       const result: PhaseResult = {
         phase,
+        transport: transport.transport,
         durationSeconds: round(wallS),
         slices,
         ...(killedAt === undefined ? {} : { killedAfterSeconds: round((killedAt - t0) / 1000) }),
@@ -464,7 +542,8 @@ async function benchBackend(name: BackendName, opts: Options): Promise<BackendRe
         pool: poolSummary,
         loadAverage: { before: loadBefore, after: os.loadavg().map((x) => round(x)) },
         failuresByError,
-        autocannon: report.autocannon,
+        ...(transport.autocannon === undefined ? {} : { autocannon: transport.autocannon }),
+        ...(transport.inProcess === undefined ? {} : { inProcess: transport.inProcess }),
       };
       phases.push(result);
       for (const x of slices) {
@@ -484,13 +563,64 @@ async function benchBackend(name: BackendName, opts: Options): Promise<BackendRe
       ...(ingest === undefined ? {} : { ingest }),
       ...(size === undefined ? {} : { databaseBytes: size }),
       phases,
+      ...floorOf(phases),
     };
   } finally {
+    handlers.close();
     await b.close({ keep: opts.keep });
     active = undefined;
     fake.kill('SIGKILL');
     children.delete(fake);
   }
+}
+
+/** HTTP's share of the in-process floor's throughput that counts as fast enough (issue 15). */
+const FLOOR_TARGET_PCT = 60;
+
+/** Phase steady (HTTP) beside phase in-process, kind by kind, when both ran. */
+function floorOf(phases: readonly PhaseResult[]): Pick<BackendResult, 'floor'> {
+  const http = phases.find((p) => p.phase === 'steady');
+  const floor = phases.find((p) => p.phase === 'in-process');
+  if (http === undefined || floor === undefined) return {};
+  const kinds = (['all', 'search', 'write'] as const).flatMap((kind): FloorComparison[] => {
+    const h = http.slices.find((x) => x.kind === kind);
+    const f = floor.slices.find((x) => x.kind === kind);
+    if (h === undefined || f === undefined) return [];
+    return [
+      {
+        kind,
+        httpOkPerSec: h.okPerSec,
+        inProcessOkPerSec: f.okPerSec,
+        httpPctOfInProcess: round(pct(h.okPerSec, f.okPerSec), 1),
+        httpLatencyMs: h.latencyMs,
+        inProcessLatencyMs: f.latencyMs,
+      },
+    ];
+  });
+  const all = kinds.find((c) => c.kind === 'all');
+  return {
+    floor: {
+      targetPct: FLOOR_TARGET_PCT,
+      met: all !== undefined && all.httpPctOfInProcess >= FLOOR_TARGET_PCT,
+      kinds,
+    },
+  };
+}
+
+function floorRowsOf(results: readonly BackendResult[]): string[][] {
+  return results.flatMap((r) =>
+    (r.floor?.kinds ?? []).map((c) => [
+      r.backend,
+      c.kind,
+      `${fmt(c.httpPctOfInProcess, 1)} %`,
+      fmt(c.httpOkPerSec),
+      fmt(c.inProcessOkPerSec),
+      fmt(c.httpLatencyMs.p50),
+      fmt(c.inProcessLatencyMs.p50),
+      fmt(c.httpLatencyMs.p95),
+      fmt(c.inProcessLatencyMs.p95),
+    ]),
+  );
 }
 
 const PART_LABEL: Record<Part, string> = { whole: '', 'before kill': ' (before kill)', 'after kill': ' (after kill)' };
@@ -523,6 +653,14 @@ function notes(results: readonly BackendResult[]): string[] {
           `(${fmt(r.ingest.perSecond, 0)}/s)`,
       );
     }
+    const all = r.floor?.kinds.find((c) => c.kind === 'all');
+    if (r.floor !== undefined && all !== undefined) {
+      lines.push(
+        `${r.backend}: through HTTP ${fmt(all.httpOkPerSec)} ok req/s = ${fmt(all.httpPctOfInProcess, 1)} % of the ` +
+          `${fmt(all.inProcessOkPerSec)} ok calls/s made in-process at the same concurrency ` +
+          `(target ≥ ${r.floor.targetPct} %: ${r.floor.met ? 'met' : 'not met'})`,
+      );
+    }
     for (const p of r.phases) {
       const kill =
         p.killedAfterSeconds === undefined
@@ -532,10 +670,15 @@ function notes(results: readonly BackendResult[]): string[] {
       const failed = Object.entries(p.failuresByError)
         .map(([e, c]) => `${c} ${e}`)
         .join(', ');
+      const unanswered =
+        p.inProcess === undefined
+          ? `no answer: ${failed === '' ? 'none' : failed}; `
+          : `calls that threw or timed out: ${failed === '' ? 'none' : failed}; ` +
+            `${p.inProcess.inFlightAtEnd} in flight at the end (not counted, ${fmt(p.inProcess.drainMs, 0)} ms to finish); `;
       lines.push(
         `${r.backend} ${p.phase}: ${kill}breaker ${p.breakerAtEnd} at the end; ` +
           `${p.memoriesWithoutVector} memories without a vector; embedding cache ${p.embeddingCache.hits} hits / ` +
-          `${p.embeddingCache.misses} misses; no answer: ${failed === '' ? 'none' : failed}; ` +
+          `${p.embeddingCache.misses} misses; ${unanswered}` +
           (r.backend === 'postgres'
             ? `pool of ${p.pool.size}: ${fmt(p.pool.meanInUse)} in use, ${fmt(p.pool.meanWaiting)} waiting on average ` +
               `(max ${p.pool.maxWaiting}); `
@@ -565,7 +708,8 @@ async function main(opts: Options, facts: BenchFacts): Promise<number> {
       `; in all ≈ ${fmt((opts.backends.length * loadSeconds) / 60 + seedMinutes.reduce((a, x) => a + x, 0), 0)} min`,
   );
   log(
-    'server in this process, load generator and embedder in child processes, all on 127.0.0.1; RATE_LIMIT_ENABLED=false',
+    'server in this process, load generator and embedder in child processes, all on 127.0.0.1; RATE_LIMIT_ENABLED=false' +
+      (opts.phases.includes('in-process') ? '; phase in-process calls the services in this process' : ''),
   );
 
   const results = await forEachBackend(
@@ -577,12 +721,32 @@ async function main(opts: Options, facts: BenchFacts): Promise<number> {
   const header = ['backend', 'phase', 'kind', 'ok req/s', 'p50 ms', 'p95 ms', 'p99 ms', 'errors %', 'degraded %'];
   const rows = rowsOf(results);
   const sizes = [...new Set(results.map((r) => r.n ?? opts.n))].join('/');
+  const floorHeader = [
+    'backend',
+    'kind',
+    'HTTP % of in-process',
+    'HTTP ok req/s',
+    'in-process ok/s',
+    'HTTP p50 ms',
+    'in-process p50 ms',
+    'HTTP p95 ms',
+    'in-process p95 ms',
+  ];
+  const floorRows = floorRowsOf(results);
+  const floorTable =
+    floorRows.length === 0
+      ? ''
+      : `HTTP (phase steady) beside the same calls made in-process (phase in-process), ` +
+        `${opts.connections} concurrent callers each:\n\n${table(floorHeader, floorRows)}\n\n`;
   process.stdout.write(
     `\nLoad benchmark, N=${sizes}, ${opts.connections} connections, ${Math.round(opts.writeRatio * 100)} % writes, ` +
       `${opts.mode} search (limit ${opts.limit}), ${opts.durationSeconds} s per phase, rate limiting off\n\n` +
-      `${table(header, rows)}\n\n${notes(results).join('\n')}\n`,
+      `${table(header, rows)}\n\n${floorTable}${notes(results).join('\n')}\n`,
   );
-  if (opts.markdown) process.stdout.write(`\n${markdownTable(header, rows)}\n`);
+  if (opts.markdown) {
+    process.stdout.write(`\n${markdownTable(header, rows)}\n`);
+    if (floorRows.length > 0) process.stdout.write(`\n${markdownTable(floorHeader, floorRows)}\n`);
+  }
 
   const { help: _help, markdown: _md, out: _out, ...recorded } = opts;
   writeResult(opts.out, 'load', facts, {

@@ -1,7 +1,8 @@
 /**
  * The load generator of bench:load, run as a child process so autocannon does
  * not share the server's event loop: `connections` keep-alive connections,
- * closed loop, for `durationSeconds`. Each request is a write
+ * closed loop, for `durationSeconds`. The requests follow the mix of
+ * load-mix.ts (the same the in-process floor calls): a write
  * (`POST /v1/memories`, a corpus memory never written before) with
  * probability `writeRatio`, else a search (`POST /v1/memories/search`, a
  * corpus query). Every answer is recorded with its time, kind, status,
@@ -13,46 +14,18 @@
  */
 import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
-import { memoryAt, queryAt, rng } from './corpus.ts';
+import { KIND_SEARCH, KIND_WRITE, loadMix, type LoadRun, type LoadSamples, type MixSpec } from './load-mix.ts';
 
-export interface LoadSpec {
+export interface LoadSpec extends MixSpec {
   readonly url: string;
   readonly apiKey: string;
   readonly connections: number;
   readonly durationSeconds: number;
-  /** Share of requests that are writes, 0..1. */
-  readonly writeRatio: number;
-  /** Corpus seed; writes use memories from `writeBase` on, searches queries from `queryBase` on. */
-  readonly seed: number;
-  readonly writeBase: number;
-  readonly queryBase: number;
-  readonly mode: 'lexical' | 'vector' | 'hybrid';
-  readonly limit: number;
-  /** autocannon's per-request timeout. */
+  /** autocannon's per-request timeout (the in-process floor applies the same bound). */
   readonly timeoutSeconds: number;
 }
 
-export const KIND_SEARCH = 0;
-export const KIND_WRITE = 1;
-
-/** One entry per answer, as parallel columns (cheap to send over IPC). */
-export interface LoadSamples {
-  /** Epoch milliseconds (performance.timeOrigin + now) when the answer was complete. */
-  readonly at: number[];
-  readonly kind: number[];
-  readonly status: number[];
-  readonly ms: number[];
-  /** 1 when a search answer listed a degraded signal. */
-  readonly degraded: number[];
-}
-
-export interface LoadReport {
-  /** Epoch milliseconds of the start and the end of the run. */
-  readonly startedAt: number;
-  readonly finishedAt: number;
-  readonly samples: LoadSamples;
-  /** Requests that got no answer: epoch ms and `timeout` or the socket error. */
-  readonly failures: Array<{ readonly at: number; readonly error: string }>;
+export interface LoadReport extends LoadRun {
   /** autocannon's own summary (latency in whole ms, over 2xx answers). */
   readonly autocannon: {
     readonly requestsSent: number;
@@ -105,24 +78,18 @@ export async function runLoad(spec: LoadSpec, onStart: (at: number) => void): Pr
   const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
   const samples: LoadSamples = { at: [], kind: [], status: [], ms: [], degraded: [] };
   const failures: Array<{ at: number; error: string }> = [];
-  const choose = rng(spec.seed * 31 + spec.writeBase);
-  let writes = 0;
-  let searches = 0;
+  const next = loadMix(spec);
   // recordBody (onResponse) runs just before autocannon's 'response' event for
   // the same answer, so these carry one answer's facts from the one to the other.
   let lastKind = KIND_SEARCH;
   let lastDegraded = 0;
   const request: AcRequest = {
     setupRequest: (req, context) => {
-      if (choose() < spec.writeRatio) {
-        context.kind = KIND_WRITE;
-        const body = JSON.stringify(memoryAt(spec.seed, spec.writeBase + writes++));
-        return { ...req, method: 'POST', path: '/v1/memories', body };
-      }
-      context.kind = KIND_SEARCH;
-      const query = queryAt(spec.seed, spec.queryBase + searches++);
-      const body = JSON.stringify({ query, mode: spec.mode, limit: spec.limit });
-      return { ...req, method: 'POST', path: '/v1/memories/search', body };
+      const call = next();
+      context.kind = call.kind;
+      return call.kind === KIND_WRITE
+        ? { ...req, method: 'POST', path: '/v1/memories', body: JSON.stringify(call.memory) }
+        : { ...req, method: 'POST', path: '/v1/memories/search', body: JSON.stringify(call.search) };
     },
     onResponse: (status, body, context) => {
       lastKind = context.kind === KIND_WRITE ? KIND_WRITE : KIND_SEARCH;
