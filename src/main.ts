@@ -7,6 +7,7 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { buildApp, type AppDeps } from './app.ts';
 import { Authenticator } from './auth/authenticator.ts';
 import { DpopVerifier } from './auth/dpop.ts';
+import { AuthFailureLimiter } from './auth/failure-limiter.ts';
 import { JwtVerifier } from './auth/jwt-verifier.ts';
 import { AuditService } from './domain/audit/audit.service.ts';
 import { GraphService } from './domain/graph/graph.service.ts';
@@ -87,6 +88,8 @@ export interface Engram {
   readonly orgs: OrgService;
   readonly audit: AuditService;
   readonly authenticator: Authenticator;
+  /** Failed authentication per client address; undefined when AUTH_FAILURES_PER_MIN=0. */
+  readonly authFailures: AuthFailureLimiter | undefined;
   readonly reembed: ReembedService;
   /** An org's background jobs (list, retry). */
   readonly jobs: JobService;
@@ -358,7 +361,27 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
     });
     const apiKeys = new ApiKeyService({ tenantDb, system });
     const orgs = new OrgService({ system, residency: config.residency });
-    const audit = new AuditService({ tenantDb, system, onRecordFailure: () => metrics.auditAppendFailures.inc() });
+    const audit = new AuditService({
+      tenantDb,
+      system,
+      onRecordFailure: () => metrics.auditAppendFailures.inc(),
+      refusalWindowMs: config.auth.refusalAuditWindowSeconds * 1000,
+    });
+    // Runs before the store closes: the refusals summed so far are written.
+    closers.push(() => audit.close());
+    let lastFailureLimitLog = 0;
+    const authFailures =
+      config.auth.failuresPerMinute === 0
+        ? undefined
+        : new AuthFailureLimiter({
+            limiter: rateLimiter,
+            perMinute: config.auth.failuresPerMinute,
+            onError: (err) => {
+              if (Date.now() - lastFailureLimitLog < 30_000) return;
+              lastFailureLimitLog = Date.now();
+              log.warn({ err: reasonOf(err) }, 'failed-authentication limit unavailable; not counting (fail open)');
+            },
+          });
     const authenticator = new Authenticator({
       apiKeys,
       orgs,
@@ -470,6 +493,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       orgs,
       audit,
       authenticator,
+      authFailures,
       reembed,
       jobs,
       repos,
@@ -691,6 +715,7 @@ export function appDeps(engram: Engram, health: Health, log?: Logger): AppDeps {
     code: { repos: engram.repos, query: engram.code, graph: engram.codeGraph },
     codeSearch: engram.codeSearch,
     authenticator: engram.authenticator,
+    authFailures: engram.authFailures,
     health,
     dependencies: dependencyHealth(engram),
     metrics: engram.metrics,

@@ -152,6 +152,9 @@ const envSchema = z.object({
   AUTH_SCOPE_CLAIM: z.string().min(1).default('scope'),
   AUTH_ROLES_CLAIM: z.string().min(1).default('roles'),
   AUTH_REQUIRE_DPOP: boolFrom(false),
+  // Per client address (TRUST_PROXY decides what that is); 0: unlimited.
+  AUTH_FAILURES_PER_MIN: intFrom(30, 0, 1_000_000),
+  AUDIT_REFUSAL_WINDOW_SECONDS: intFrom(60, 1, 86_400),
   DPOP_IAT_WINDOW_SECONDS: intFrom(60, 1, 3600),
   DPOP_NONCE: boolFrom(false),
   DPOP_NONCE_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
@@ -329,6 +332,13 @@ export interface AuthConfig {
   };
   /** The URL clients use to reach this server (for DPoP `htu` behind a proxy). */
   readonly publicUrl: string | undefined;
+  /**
+   * Failed authentications per minute per client address (the burst is one
+   * minute's worth); past it the address gets 429 before any lookup. 0: unlimited.
+   */
+  readonly failuresPerMinute: number;
+  /** Refused authentications are audited as one entry per source per this many seconds. */
+  readonly refusalAuditWindowSeconds: number;
   /** Authorization servers named in the RFC 9728 metadata (default: the JWT issuer). */
   readonly authorizationServers: readonly string[];
 }
@@ -622,6 +632,8 @@ export function loadConfig(env: Env = process.env): Config {
         nonceSecret: e.DPOP_NONCE_SECRET,
       }),
       publicUrl: e.PUBLIC_URL?.replace(/\/+$/, ''),
+      failuresPerMinute: e.AUTH_FAILURES_PER_MIN,
+      refusalAuditWindowSeconds: e.AUDIT_REFUSAL_WINDOW_SECONDS,
       authorizationServers:
         e.AUTH_AUTHORIZATION_SERVERS.length > 0
           ? e.AUTH_AUTHORIZATION_SERVERS
