@@ -13,6 +13,7 @@ import { AuditService } from './domain/audit/audit.service.ts';
 import { GraphService } from './domain/graph/graph.service.ts';
 import { OrgService } from './domain/tenancy/org.service.ts';
 import { QuotaService } from './domain/tenancy/quota.service.ts';
+import { RateGate } from './domain/tenancy/rate-gate.ts';
 import { redactedSummary, type Config } from './config/config.ts';
 import { MemoryService } from './domain/memory/memory.service.ts';
 import { ReembedService } from './domain/memory/reembed.service.ts';
@@ -677,10 +678,26 @@ export function mcpServerFactory(engram: Engram, log: McpLog): (ctx: RequestCont
     ...codeTools({ query: engram.code, graph: engram.codeGraph }),
     ...codeSearchTools({ codeSearch: engram.codeSearch, maxLimit: engram.config.limits.searchLimit }),
   ];
+  // The org buckets of the REST routes: each tool call is charged to its class, batched or not.
+  const rates = engram.config.rateLimit.enabled
+    ? new RateGate({
+        limiter: engram.rateLimiter,
+        quotas: engram.quotas,
+        onReject: (cls) => engram.metrics.rateLimitRejections.inc({ class: cls }),
+      })
+    : undefined;
   return (ctx, origin) =>
     createMcpServer(
       ctx,
-      { tools, memories: engram.memories, audit: engram.audit, log, version: VERSION, tracer: tracerOf(engram) },
+      {
+        tools,
+        memories: engram.memories,
+        audit: engram.audit,
+        log,
+        version: VERSION,
+        tracer: tracerOf(engram),
+        rates,
+      },
       origin,
     );
 }

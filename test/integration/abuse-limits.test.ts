@@ -52,3 +52,69 @@ describe(`failed authentication per client address (${backend})`, () => {
     expect(JSON.stringify(entries)).not.toContain('egm_unknown');
   });
 });
+
+describe(`MCP calls charged to their tool's rate class (${backend})`, () => {
+  let t: TestEngram;
+  beforeAll(async () => {
+    t = await createTestEngram({
+      RATE_LIMIT_ENABLED: 'true',
+      // A burst of 60 s of the rate: nothing refills noticeably during a test.
+      RATE_LIMIT_BURST_SECONDS: '60',
+      RATE_LIMIT_WRITE_PER_MIN: '3',
+      RATE_LIMIT_IMPORT_PER_MIN: '4',
+    });
+  });
+  afterAll(async () => t?.close());
+
+  const rpc = (auth: { authorization: string }, messages: unknown) =>
+    t.app.inject({
+      method: 'POST',
+      url: '/mcp',
+      headers: { ...auth, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      payload: JSON.stringify(messages),
+    });
+  const call = (id: number, name: string, args: Record<string, unknown>) => ({
+    jsonrpc: '2.0',
+    id,
+    method: 'tools/call',
+    params: { name, arguments: args },
+  });
+  const codes = (body: unknown) =>
+    (body as Array<{ result: { isError?: boolean; _meta?: { 'engram/error'?: { code: string } } } }>).map(
+      (m) => m.result._meta?.['engram/error']?.code ?? 'ok',
+    );
+  const stored = async (org: TestOrg) =>
+    (
+      (await t.app.inject({ method: 'GET', url: '/v1/memories?limit=100', headers: org.auth })).json() as {
+        items: unknown[];
+      }
+    ).items.length;
+
+  it('charges each remember of a JSON-RPC batch one write token', async () => {
+    const org = await t.makeOrg();
+    const batch = Array.from({ length: 6 }, (_, i) => call(i + 1, 'remember', { content: `batched write ${i}` }));
+    const res = await rpc(org.auth, batch);
+    expect(res.statusCode).toBe(200);
+    expect(codes(res.json())).toEqual(['ok', 'ok', 'ok', 'RATE_LIMITED', 'RATE_LIMITED', 'RATE_LIMITED']);
+    expect(await stored(org)).toBe(3);
+    // The write bucket is empty for REST too: one bucket per org and class, whatever the face.
+    const rest = await t.app.inject({
+      method: 'POST',
+      url: '/v1/memories',
+      headers: org.auth,
+      payload: { content: 'one more' },
+    });
+    expect(rest.statusCode).toBe(429);
+  });
+
+  it('charges remember_many one import token per item', async () => {
+    const org = await t.makeOrg();
+    const items = (n: number) => Array.from({ length: n }, (_, i) => ({ content: `imported ${n}-${i}` }));
+    const res = await rpc(org.auth, [
+      call(1, 'remember_many', { memories: items(3) }),
+      call(2, 'remember_many', { memories: items(2) }),
+    ]);
+    expect(codes(res.json())).toEqual(['ok', 'RATE_LIMITED']);
+    expect(await stored(org)).toBe(3);
+  });
+});

@@ -118,7 +118,8 @@ export const mcpRoutes =
     app.post(
       '/mcp',
       {
-        config: { authenticated: true, action: 'mcp.request', audit: 'read' },
+        // The envelope costs one read token; each tool call in it is charged to its own class by the MCP server.
+        config: { authenticated: true, action: 'mcp.request', audit: 'read', rateClass: 'read' },
         schema: {
           tags,
           summary: 'MCP Streamable HTTP endpoint (JSON-RPC; tools are scoped per token)',
@@ -207,7 +208,7 @@ export const mcpRoutes =
     app.post(
       '/messages',
       {
-        config: { authenticated: true, action: 'mcp.sse_message', audit: 'read' },
+        config: { authenticated: true, action: 'mcp.sse_message', audit: 'read', rateClass: 'read' },
         schema: {
           tags,
           summary: 'Legacy MCP SSE transport: a client message for the session',
