@@ -121,6 +121,8 @@ const envSchema = z.object({
   RERANK_BREAKER_THRESHOLD: intFrom(5, 1, 1000),
   RERANK_BREAKER_HALF_OPEN_MS: intFrom(30_000, 100, 3_600_000),
   MEMORY_MAX_CONTENT_CHARS: intFrom(100_000, 1, 10_000_000),
+  MEMORY_MAX_METADATA_BYTES: intFrom(16_384, 2, 1_048_576),
+  MEMORY_MAX_METADATA_DEPTH: intFrom(8, 1, 64),
   REEMBED_INTERVAL_MS: intFrom(30_000, 0, 86_400_000),
   JOBS_CONCURRENCY: intFrom(2, 0, 256),
   JOBS_POLL_MS: intFrom(1_000, 0, 3_600_000),
@@ -235,6 +237,10 @@ export interface Config {
     readonly searchQueryChars: number;
     readonly searchLimit: number;
     readonly memoryContentChars: number;
+    /** A memory's metadata as JSON, in bytes. */
+    readonly memoryMetadataBytes: number;
+    /** A memory's metadata nesting (the object itself is 1). */
+    readonly memoryMetadataDepth: number;
   };
   readonly search: SearchConfig;
   readonly reembedIntervalMs: number;
@@ -568,6 +574,8 @@ export function loadConfig(env: Env = process.env): Config {
       searchQueryChars: e.SEARCH_MAX_QUERY_CHARS,
       searchLimit: e.SEARCH_MAX_LIMIT,
       memoryContentChars: e.MEMORY_MAX_CONTENT_CHARS,
+      memoryMetadataBytes: e.MEMORY_MAX_METADATA_BYTES,
+      memoryMetadataDepth: e.MEMORY_MAX_METADATA_DEPTH,
     }),
     search: Object.freeze({
       vectorWeight: e.SEARCH_VECTOR_WEIGHT,

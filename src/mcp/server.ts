@@ -16,6 +16,7 @@ import type { RateGate } from '../domain/tenancy/rate-gate.ts';
 import type { RateClass } from '../domain/tenancy/quota.types.ts';
 import { ALL_SCOPES, type RequestContext } from '../domain/tenancy/tenancy.types.ts';
 import { isAppError, type ErrorCode } from '../errors.ts';
+import { boundedId } from '../ops/identifiers.ts';
 import { assertToolRegistry, clip, type ToolDef } from './tool.ts';
 import { memoryUri, presentMemory } from './tools/memory.tools.ts';
 
@@ -150,7 +151,8 @@ export function createMcpServer(ctx: RequestContext, deps: McpDeps, origin: McpO
     span: Span,
   ): Promise<CallToolResult> => {
     const name = tool.name;
-    const callCtx: RequestContext = { ...ctx, requestId: `${ctx.requestId}:${String(rpcId)}` };
+    // The JSON-RPC id is the client's: bounded before it reaches the audit log and the logs (a 900 KB id was stored).
+    const callCtx: RequestContext = { ...ctx, requestId: `${ctx.requestId}:${boundedId(String(rpcId))}` };
     const record = async (
       outcome: 'success' | 'denied' | 'failure' | 'error',
       resourceId: string | null,

@@ -118,3 +118,72 @@ describe(`MCP calls charged to their tool's rate class (${backend})`, () => {
     expect(await stored(org)).toBe(3);
   });
 });
+
+describe(`bounded client-supplied values (${backend})`, () => {
+  let t: TestEngram;
+  let org: TestOrg;
+  beforeAll(async () => {
+    t = await createTestEngram({ MEMORY_MAX_METADATA_BYTES: '1024', MEMORY_MAX_METADATA_DEPTH: '4' });
+    org = await t.makeOrg();
+  });
+  afterAll(async () => t?.close());
+
+  const big = { blob: 'x'.repeat(2000) };
+  const deep = { a: { b: { c: { d: { e: 1 } } } } };
+  const post = (url: string, payload: Record<string, unknown>) =>
+    t.app.inject({ method: 'POST', url, headers: org.auth, payload });
+
+  it('refuses metadata above the size or depth cap on create, update and batch, and stores nothing', async () => {
+    for (const [metadata, limit] of [
+      [big, 'bytes'],
+      [deep, 'depth'],
+    ] as const) {
+      const res = await post('/v1/memories', { content: `too much metadata ${limit}`, metadata });
+      expect(res.statusCode, limit).toBe(400);
+      expect(res.json().error).toMatchObject({ code: 'VALIDATION_FAILED', details: { field: 'metadata', limit } });
+    }
+    const ok = await post('/v1/memories', { content: 'small metadata', metadata: { a: { b: { c: 1 } } } });
+    expect(ok.statusCode).toBe(201);
+    const id = ok.json().id as string;
+    const patched = await t.app.inject({
+      method: 'PATCH',
+      url: `/v1/memories/${id}`,
+      headers: org.auth,
+      payload: { metadata: big },
+    });
+    expect(patched.statusCode).toBe(400);
+    expect(patched.json().error.details).toMatchObject({ field: 'metadata', limit: 'bytes', max: 1024 });
+    const history = await t.app.inject({ method: 'GET', url: `/v1/memories/${id}/history`, headers: org.auth });
+    expect(JSON.stringify(history.json())).not.toContain('xxxx');
+
+    const batch = await post('/v1/memories/batch', {
+      items: [{ content: 'fine item' }, { content: 'deep item', metadata: deep }],
+    });
+    expect(JSON.stringify(batch.json())).toContain('VALIDATION_FAILED');
+    const list = await t.app.inject({ method: 'GET', url: '/v1/memories?limit=50', headers: org.auth });
+    expect((list.json().items as Array<{ content: string }>).map((m) => m.content).sort()).toEqual([
+      'fine item',
+      'small metadata',
+    ]);
+  });
+
+  it('stores a bounded request id for an MCP call whatever JSON-RPC id the client sent', async () => {
+    const hugeId = `id-${'9'.repeat(100_000)}`;
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/mcp',
+      headers: { ...org.auth, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      payload: JSON.stringify({
+        jsonrpc: '2.0',
+        id: hugeId,
+        method: 'tools/call',
+        params: { name: 'remember', arguments: { content: 'called with a huge JSON-RPC id' } },
+      }),
+    });
+    expect(res.statusCode).toBe(200);
+    const audit = await t.app.inject({ method: 'GET', url: '/v1/audit?action=mcp.remember', headers: org.auth });
+    const [entry] = audit.json().items as Array<{ requestId: string }>;
+    expect(entry?.requestId.length).toBeLessThanOrEqual(200);
+    expect(entry?.requestId).toMatch(/^[\w.:-]+$/);
+  });
+});

@@ -7,6 +7,7 @@ import { can } from '../../auth/policy.ts';
 import type { AuditService } from '../../domain/audit/audit.service.ts';
 import type { AuditOutcome } from '../../domain/audit/audit.types.ts';
 import { isAppError } from '../../errors.ts';
+import { boundedId } from '../../ops/identifiers.ts';
 
 /** Per-request facts the audit hook needs, gathered as the request goes. */
 export interface AuditInfo {
@@ -135,7 +136,8 @@ export function installAuth(app: FastifyInstance, deps: AuthPluginDeps): void {
     const ctx = req.ctx;
     const action = config.action ?? `${req.method} ${req.routeOptions.url}`;
     const params = req.params as Record<string, unknown> | undefined;
-    const resourceId = info.resourceId ?? (typeof params?.id === 'string' ? params.id : null);
+    // A path parameter is the client's text until the route validated it: bounded before it is stored.
+    const resourceId = info.resourceId ?? (typeof params?.id === 'string' ? boundedId(params.id, 128) : null);
     // An org refused for residency keeps its data elsewhere: its refusal goes to the system chain.
     const foreign = info.errorCode === 'RESIDENCY_VIOLATION';
     const orgId = ctx?.orgId ?? info.attempt.orgId ?? null;
