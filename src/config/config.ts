@@ -144,6 +144,8 @@ const envSchema = z.object({
   AUTH_AUTHORIZATION_SERVERS: list(''),
   MCP_ALLOWED_ORIGINS: list(''),
   MCP_ALLOWED_HOSTS: list(''),
+  MCP_SSE_MAX_SESSIONS: intFrom(10, 1, 10_000),
+  MCP_SSE_IDLE_TIMEOUT_MS: intFrom(900_000, 1_000, 86_400_000),
   AUTH_AUDIENCE: list(''),
   AUTH_JWKS_URL: optionalUrl(['https:', 'http:']),
   AUTH_JWKS: z.string().min(1).optional(),
@@ -354,6 +356,10 @@ export interface McpConfig {
   readonly allowedOrigins: readonly string[];
   /** Host headers accepted on the MCP endpoints; empty: loopback names when listening on loopback, else any. */
   readonly allowedHosts: readonly string[];
+  /** Legacy SSE sessions one principal (org and actor) may hold open at once. */
+  readonly sseMaxSessions: number;
+  /** An SSE session with no message for this long is closed. */
+  readonly sseIdleTimeoutMs: number;
 }
 
 export interface JwtConfig {
@@ -652,6 +658,8 @@ export function loadConfig(env: Env = process.env): Config {
     mcp: Object.freeze({
       allowedOrigins: [...e.MCP_ALLOWED_ORIGINS, ...e.CORS_ORIGINS],
       allowedHosts: e.MCP_ALLOWED_HOSTS,
+      sseMaxSessions: e.MCP_SSE_MAX_SESSIONS,
+      sseIdleTimeoutMs: e.MCP_SSE_IDLE_TIMEOUT_MS,
     }),
     http: Object.freeze({
       trustProxy: e.TRUST_PROXY,

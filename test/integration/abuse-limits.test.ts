@@ -1,4 +1,7 @@
+import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../../src/app.ts';
+import { appDeps } from '../../src/main.ts';
 import { backend, createTestEngram, type TestEngram, type TestOrg } from '../helpers/test-engram.ts';
 
 /**
@@ -185,5 +188,73 @@ describe(`bounded client-supplied values (${backend})`, () => {
     const [entry] = audit.json().items as Array<{ requestId: string }>;
     expect(entry?.requestId.length).toBeLessThanOrEqual(200);
     expect(entry?.requestId).toMatch(/^[\w.:-]+$/);
+  });
+});
+
+describe(`legacy SSE sessions (${backend})`, () => {
+  let t: TestEngram;
+  let app: FastifyInstance;
+  let url: string;
+  let clock = 0;
+  beforeAll(async () => {
+    t = await createTestEngram({ MCP_SSE_MAX_SESSIONS: '2', MCP_SSE_IDLE_TIMEOUT_MS: '60000' });
+    // The same app, with a clock the test moves: idleness without waiting.
+    const deps = appDeps(t.engram, t.health);
+    if (deps.mcp === undefined) throw new Error('MCP is off');
+    app = await buildApp({ ...deps, mcp: { ...deps.mcp, now: () => clock } });
+    url = await app.listen({ host: '127.0.0.1', port: 0 });
+  });
+  afterAll(async () => {
+    await app?.close();
+    await t?.close();
+  });
+
+  /** Opens GET /sse and reads up to the endpoint event. */
+  const open = async (auth: { authorization: string }) => {
+    const abort = new AbortController();
+    const res = await fetch(`${url}/sse`, { headers: auth, signal: abort.signal });
+    const reader = res.status === 200 ? res.body?.getReader() : undefined;
+    let text = '';
+    while (res.status === 200 && !text.includes('sessionId=')) {
+      const chunk = await reader?.read();
+      if (chunk === undefined || chunk.done) break;
+      text += new TextDecoder().decode(chunk.value);
+    }
+    return { res, reader, abort, endpoint: /data: (\/messages\?sessionId=[\w-]+)/.exec(text)?.[1] ?? '' };
+  };
+  const ping = (endpoint: string, auth: { authorization: string }) =>
+    fetch(`${url}${endpoint}`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }),
+    });
+
+  it('caps open sessions per principal with 429, leaving other principals alone', async () => {
+    const [me, other] = [await t.makeOrg(), await t.makeOrg()];
+    const first = await open(me.auth);
+    const second = await open(me.auth);
+    expect([first.res.status, second.res.status]).toEqual([200, 200]);
+    const third = await open(me.auth);
+    expect(third.res.status).toBe(429);
+    expect((await third.res.json()) as unknown).toMatchObject({
+      error: { code: 'RATE_LIMITED', details: { maxSessions: 2 } },
+    });
+    const theirs = await open(other.auth);
+    expect(theirs.res.status).toBe(200);
+    for (const s of [first, second, theirs]) s.abort.abort();
+  });
+
+  it('closes a session idle for longer than MCP_SSE_IDLE_TIMEOUT_MS', async () => {
+    const me = await t.makeOrg();
+    clock = 1_000_000;
+    const session = await open(me.auth);
+    clock += 59_000;
+    expect((await ping(session.endpoint, me.auth)).status).toBe(202);
+    clock += 60_001;
+    expect((await ping(session.endpoint, me.auth)).status).toBe(404);
+    // The stream itself was ended by the server.
+    let done = false;
+    while (!done) done = (await session.reader?.read())?.done ?? true;
+    expect(done).toBe(true);
   });
 });
