@@ -55,6 +55,7 @@ import type { Cache } from './ports/cache.ts';
 import type { RateLimiter } from './ports/rate-limiter.ts';
 import { DataDirLock } from './storage/local/data-dir-lock.ts';
 import { LocalCache } from './storage/local/local-cache.ts';
+import { LocalReplayCaches } from './storage/local/local-replay-caches.ts';
 import { LocalRateLimiter } from './storage/local/local-rate-limiter.ts';
 import { openDatabase, storePolicy, type Database } from './storage/postgres/database.ts';
 import { Migrator, migrationLabel } from './storage/postgres/migrator.ts';
@@ -389,9 +390,31 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       jwt: config.auth.jwt === undefined ? undefined : new JwtVerifier(config.auth.jwt),
       dpop: new DpopVerifier({
         iatWindowSeconds: config.auth.dpop.iatWindowSeconds,
-        // Valkey makes replay detection hold across replicas; in-process, a
-        // dedicated cache keeps embedding entries from evicting seen jtis.
-        replayCache: config.valkeyUrl === undefined ? new LocalCache(200_000) : cache,
+        // Valkey makes replay detection hold across replicas; in-process, one
+        // cache per org keeps embedding entries and other orgs' proofs from
+        // evicting seen jtis, sized for what the proof budget lets live at once.
+        replayCache:
+          config.valkeyUrl === undefined
+            ? new LocalReplayCaches({
+                perPartition: Math.ceil(
+                  (config.auth.dpop.proofsPerMinute / 60) * (2 * config.auth.dpop.iatWindowSeconds + 5) * 1.2,
+                ),
+                maxPartitions: 10_000,
+                ttlMs: (2 * config.auth.dpop.iatWindowSeconds + 5) * 1000,
+              })
+            : cache,
+        admit: async (partition) => {
+          const bucket = {
+            capacity: config.auth.dpop.proofsPerMinute,
+            refillPerSecond: config.auth.dpop.proofsPerMinute / 60,
+          };
+          const d = await rateLimiter.take(`dpop:${partition}`, bucket).catch(() => undefined);
+          if (d !== undefined && !d.allowed) {
+            throw new AppError('RATE_LIMITED', `Too many DPoP proofs for this org; retry in ${d.retryAfterSeconds} s`, {
+              details: { class: 'dpop', retryAfterSeconds: d.retryAfterSeconds },
+            });
+          }
+        },
         nonce: config.auth.dpop.nonce
           ? {
               secret:

@@ -102,6 +102,7 @@ export class Authenticator {
         url: c.url,
         accessToken: token,
         expectedJkt: verified.jkt,
+        partition: verified.orgRef,
       });
       method = 'jwt_dpop';
       attempt.method = method;

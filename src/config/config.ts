@@ -161,6 +161,10 @@ const envSchema = z.object({
   AUDIT_REFUSAL_WINDOW_SECONDS: intFrom(60, 1, 86_400),
   DPOP_IAT_WINDOW_SECONDS: intFrom(60, 1, 3600),
   DPOP_NONCE: boolFrom(false),
+  // The explicit opt-out of PUBLIC_URL with JWTs on: DPoP htu is then checked against the Host header.
+  DPOP_HTU_FROM_HOST: boolFrom(false),
+  // Proofs (jti entries) per minute per org named by the token, before the replay cache stores them.
+  DPOP_PROOFS_PER_MIN: intFrom(3_000, 1, 1_000_000),
   DPOP_NONCE_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   PUBLIC_URL: optionalUrl(['http:', 'https:']),
   TRUST_PROXY: boolFrom(false),
@@ -337,6 +341,8 @@ export interface AuthConfig {
     /** Stateless server nonces (RFC 9449 §8); a shared secret keeps them valid across replicas. */
     readonly nonce: boolean;
     readonly nonceSecret: string | undefined;
+    /** Proofs per minute per org before their jti is stored (the replay cache fills no faster). */
+    readonly proofsPerMinute: number;
   };
   /** The URL clients use to reach this server (for DPoP `htu` behind a proxy). */
   readonly publicUrl: string | undefined;
@@ -482,6 +488,12 @@ export function loadConfig(env: Env = process.env): Config {
   );
   if (jwtSources.length > 0) {
     if (resolved.AUTH_ISSUER === undefined) problems.push('AUTH_ISSUER: required when JWT verification is configured');
+    if (resolved.PUBLIC_URL === undefined && !/^(true|1|yes)$/.test(resolved.DPOP_HTU_FROM_HOST ?? '')) {
+      problems.push(
+        'PUBLIC_URL: required when JWT verification is configured, so DPoP proofs (htu) are checked against the URL ' +
+          'clients use rather than the Host header they send (DPOP_HTU_FROM_HOST=true opts out, for a server reached only directly)',
+      );
+    }
     if ((resolved.AUTH_AUDIENCE ?? '').trim() === '') {
       problems.push('AUTH_AUDIENCE: required when JWT verification is configured (tokens must be audience-bound)');
     }
@@ -644,6 +656,7 @@ export function loadConfig(env: Env = process.env): Config {
         iatWindowSeconds: e.DPOP_IAT_WINDOW_SECONDS,
         nonce: e.DPOP_NONCE,
         nonceSecret: e.DPOP_NONCE_SECRET,
+        proofsPerMinute: e.DPOP_PROOFS_PER_MIN,
       }),
       publicUrl: e.PUBLIC_URL?.replace(/\/+$/, ''),
       failuresPerMinute: e.AUTH_FAILURES_PER_MIN,

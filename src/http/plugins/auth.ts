@@ -49,6 +49,11 @@ export interface AuthPluginDeps {
 const outcomeOf = (status: number): AuditOutcome =>
   status < 400 ? 'success' : status === 403 ? 'denied' : status >= 500 ? 'error' : 'failure';
 
+const retryAfterOf = (details: unknown): number | undefined => {
+  const v = (details as { retryAfterSeconds?: unknown } | undefined)?.retryAfterSeconds;
+  return typeof v === 'number' ? v : undefined;
+};
+
 /** The origin clients use for this server: PUBLIC_URL, else what the request addressed. */
 export const baseUrl = (req: FastifyRequest, publicUrl: string | undefined): string =>
   publicUrl ?? `${req.protocol}://${req.host}`;
@@ -115,6 +120,8 @@ export function installAuth(app: FastifyInstance, deps: AuthPluginDeps): void {
         return deps.sendError(reply, req, e.code, e.message, e.details);
       }
       if (isAppError(e) && e.code === 'RESIDENCY_VIOLATION') req.auditInfo.reason = e.message;
+      const retryAfter = isAppError(e) && e.code === 'RATE_LIMITED' ? retryAfterOf(e.details) : undefined;
+      if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
       throw e;
     }
   });
