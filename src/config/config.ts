@@ -152,6 +152,9 @@ const envSchema = z.object({
   AUTH_HS256_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   AUTH_ALGORITHMS: list('EdDSA,ES256,RS256'),
   AUTH_CLOCK_SKEW_SECONDS: intFrom(30, 0, 600),
+  // A token is refused this long after its iat, whatever its exp says.
+  AUTH_MAX_TOKEN_AGE_SECONDS: intFrom(86_400, 60, 31_536_000),
+  AUTH_REQUIRE_AT_JWT: boolFrom(false),
   AUTH_ORG_CLAIM: z.string().min(1).default('org_id'),
   AUTH_SCOPE_CLAIM: z.string().min(1).default('scope'),
   AUTH_ROLES_CLAIM: z.string().min(1).default('roles'),
@@ -377,6 +380,10 @@ export interface JwtConfig {
   readonly hs256Secret: string | undefined;
   readonly algorithms: readonly string[];
   readonly clockSkewSeconds: number;
+  /** Tokens are refused this many seconds after their `iat` (which is required, and not in the future). */
+  readonly maxTokenAgeSeconds: number;
+  /** Refuse tokens whose header `typ` is not `at+jwt` (RFC 9068), so an ID token cannot pass as an access token. */
+  readonly requireAtJwt: boolean;
   readonly orgClaim: string;
   readonly scopeClaim: string;
   readonly rolesClaim: string;
@@ -647,6 +654,8 @@ export function loadConfig(env: Env = process.env): Config {
               hs256Secret: e.AUTH_HS256_SECRET,
               algorithms: e.AUTH_ALGORITHMS,
               clockSkewSeconds: e.AUTH_CLOCK_SKEW_SECONDS,
+              maxTokenAgeSeconds: e.AUTH_MAX_TOKEN_AGE_SECONDS,
+              requireAtJwt: e.AUTH_REQUIRE_AT_JWT,
               orgClaim: e.AUTH_ORG_CLAIM,
               scopeClaim: e.AUTH_SCOPE_CLAIM,
               rolesClaim: e.AUTH_ROLES_CLAIM,
