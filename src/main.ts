@@ -595,13 +595,29 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-export async function startServer(config: Config, log: Logger = createLogger(config)): Promise<RunningServer> {
+export interface StartOptions {
+  /**
+   * Print the bootstrap admin key created on first start (default true).
+   * Whatever collects stdout (journald, a container log driver, CI) keeps it.
+   */
+  readonly printKey?: boolean;
+}
+
+export async function startServer(
+  config: Config,
+  log: Logger = createLogger(config),
+  opts: StartOptions = {},
+): Promise<RunningServer> {
   log.info({ config: redactedSummary(config) }, 'starting Engram');
   const engram = await openEngram(config, { log });
   const { database, migrator } = engram;
 
   const boot = await bootstrapDefaultOrg(engram);
-  if (boot !== undefined) {
+  if (boot !== undefined && opts.printKey === false) {
+    process.stdout.write(
+      `\n  Engram created the org "default" and an admin API key, saved in ${boot.keyFile} (mode 0600).\n\n`,
+    );
+  } else if (boot !== undefined) {
     process.stdout.write(
       `\n  Engram created the org "default" and an admin API key (shown once):\n\n    ${boot.adminKey}\n\n` +
         `  It is also saved in ${boot.keyFile} (mode 0600).\n\n`,

@@ -1,8 +1,18 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.ts';
 import { appDeps } from '../../src/main.ts';
-import { backend, createTestEngram, type TestEngram, type TestOrg } from '../helpers/test-engram.ts';
+import { spawnServer, type ServerProcess } from '../helpers/server-process.ts';
+import {
+  backend,
+  createTestDatabase,
+  createTestEngram,
+  type TestDatabase,
+  type TestEngram,
+  type TestOrg,
+} from '../helpers/test-engram.ts';
 
 /**
  * Abuse limits (docs/security.md, "Abuse limits and authentication
@@ -256,5 +266,29 @@ describe(`legacy SSE sessions (${backend})`, () => {
     let done = false;
     while (!done) done = (await session.reader?.read())?.done ?? true;
     expect(done).toBe(true);
+  });
+});
+
+describe(`engram serve --no-print-key (${backend})`, () => {
+  let db: TestDatabase;
+  let server: ServerProcess | undefined;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await server?.stop();
+    await db?.drop();
+  });
+
+  it('keeps the bootstrap key out of stdout and names the file that holds it', async () => {
+    const env = { ...process.env, ...db.env, LOG_LEVEL: 'info', REEMBED_INTERVAL_MS: '0', PORT: '0' };
+    server = await spawnServer(env, 60_000, ['--no-print-key']);
+    const keyFile = path.join(db.env.ENGRAM_DATA_DIR ?? '', 'admin.key');
+    const key = readFileSync(keyFile, 'utf8').trim();
+    expect(key).toMatch(/^egm_/);
+    expect(server.output()).not.toContain(key);
+    expect(server.output()).toContain(keyFile);
+    const me = await fetch(`${server.url}/v1/me`, { headers: { authorization: `Bearer ${key}` } });
+    expect(me.status).toBe(200);
   });
 });
