@@ -144,7 +144,13 @@ async function identityProvider(tokenAlg: TokenAlg, proofAlg: ProofAlg): Promise
   const clientJwk = await exportJWK(client.publicKey);
   const clientKey: CryptoKey = client.privateKey;
   return {
-    env: { AUTH_JWKS: JSON.stringify({ keys: [publicJwk] }), AUTH_ISSUER: ISSUER, AUTH_AUDIENCE: AUDIENCE },
+    // The server listens on a port chosen at start, so proofs name what the client addressed.
+    env: {
+      AUTH_JWKS: JSON.stringify({ keys: [publicJwk] }),
+      AUTH_ISSUER: ISSUER,
+      AUTH_AUDIENCE: AUDIENCE,
+      DPOP_HTU_FROM_HOST: 'true',
+    },
     jkt: await calculateJwkThumbprint(clientJwk, 'sha256'),
     publicJwks: { keys: [publicJwk] },
     clientJwk,

@@ -17,6 +17,7 @@ import {
 import { randomUUID } from 'node:crypto';
 import type { Tracer } from '@opentelemetry/api';
 import type { Authenticator } from './auth/authenticator.ts';
+import type { AuthFailureLimiter } from './auth/failure-limiter.ts';
 import type { HttpConfig } from './config/config.ts';
 import type { AuditService } from './domain/audit/audit.service.ts';
 import type { CodeGraphService } from './domain/code/code-graph.service.ts';
@@ -68,6 +69,8 @@ export interface AppDeps {
   /** Code search (POST /v1/code/search); omitted: no such route. */
   readonly codeSearch?: CodeSearchService | undefined;
   readonly authenticator: Authenticator;
+  /** Failed authentication per client address; omitted: unlimited. */
+  readonly authFailures?: AuthFailureLimiter | undefined;
   readonly health: Health;
   /** Dependency states for /health/deps; omitted: no such routes. */
   readonly dependencies?: DependencyHealth | undefined;
@@ -189,6 +192,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   installAuth(app, {
     authenticator: deps.authenticator,
     audit: deps.audit,
+    failures: deps.authFailures,
     publicUrl: deps.publicUrl,
     auditReads: deps.auditReads ?? false,
     isPublic,

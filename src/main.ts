@@ -7,11 +7,13 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { buildApp, type AppDeps } from './app.ts';
 import { Authenticator } from './auth/authenticator.ts';
 import { DpopVerifier } from './auth/dpop.ts';
+import { AuthFailureLimiter } from './auth/failure-limiter.ts';
 import { JwtVerifier } from './auth/jwt-verifier.ts';
 import { AuditService } from './domain/audit/audit.service.ts';
 import { GraphService } from './domain/graph/graph.service.ts';
 import { OrgService } from './domain/tenancy/org.service.ts';
 import { QuotaService } from './domain/tenancy/quota.service.ts';
+import { RateGate } from './domain/tenancy/rate-gate.ts';
 import { redactedSummary, type Config } from './config/config.ts';
 import { MemoryService } from './domain/memory/memory.service.ts';
 import { ReembedService } from './domain/memory/reembed.service.ts';
@@ -53,6 +55,7 @@ import type { Cache } from './ports/cache.ts';
 import type { RateLimiter } from './ports/rate-limiter.ts';
 import { DataDirLock } from './storage/local/data-dir-lock.ts';
 import { LocalCache } from './storage/local/local-cache.ts';
+import { LocalReplayCaches } from './storage/local/local-replay-caches.ts';
 import { LocalRateLimiter } from './storage/local/local-rate-limiter.ts';
 import { openDatabase, storePolicy, type Database } from './storage/postgres/database.ts';
 import { Migrator, migrationLabel } from './storage/postgres/migrator.ts';
@@ -87,6 +90,8 @@ export interface Engram {
   readonly orgs: OrgService;
   readonly audit: AuditService;
   readonly authenticator: Authenticator;
+  /** Failed authentication per client address; undefined when AUTH_FAILURES_PER_MIN=0. */
+  readonly authFailures: AuthFailureLimiter | undefined;
   readonly reembed: ReembedService;
   /** An org's background jobs (list, retry). */
   readonly jobs: JobService;
@@ -358,16 +363,58 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
     });
     const apiKeys = new ApiKeyService({ tenantDb, system });
     const orgs = new OrgService({ system, residency: config.residency });
-    const audit = new AuditService({ tenantDb, system, onRecordFailure: () => metrics.auditAppendFailures.inc() });
+    const audit = new AuditService({
+      tenantDb,
+      system,
+      onRecordFailure: () => metrics.auditAppendFailures.inc(),
+      refusalWindowMs: config.auth.refusalAuditWindowSeconds * 1000,
+    });
+    // Runs before the store closes: the refusals summed so far are written.
+    closers.push(() => audit.close());
+    let lastFailureLimitLog = 0;
+    const authFailures =
+      config.auth.failuresPerMinute === 0
+        ? undefined
+        : new AuthFailureLimiter({
+            limiter: rateLimiter,
+            perMinute: config.auth.failuresPerMinute,
+            onError: (err) => {
+              if (Date.now() - lastFailureLimitLog < 30_000) return;
+              lastFailureLimitLog = Date.now();
+              log.warn({ err: reasonOf(err) }, 'failed-authentication limit unavailable; not counting (fail open)');
+            },
+          });
     const authenticator = new Authenticator({
       apiKeys,
       orgs,
       jwt: config.auth.jwt === undefined ? undefined : new JwtVerifier(config.auth.jwt),
       dpop: new DpopVerifier({
         iatWindowSeconds: config.auth.dpop.iatWindowSeconds,
-        // Valkey makes replay detection hold across replicas; in-process, a
-        // dedicated cache keeps embedding entries from evicting seen jtis.
-        replayCache: config.valkeyUrl === undefined ? new LocalCache(200_000) : cache,
+        // Valkey makes replay detection hold across replicas; in-process, one
+        // cache per org keeps embedding entries and other orgs' proofs from
+        // evicting seen jtis, sized for what the proof budget lets live at once.
+        replayCache:
+          config.valkeyUrl === undefined
+            ? new LocalReplayCaches({
+                perPartition: Math.ceil(
+                  (config.auth.dpop.proofsPerMinute / 60) * (2 * config.auth.dpop.iatWindowSeconds + 5) * 1.2,
+                ),
+                maxPartitions: 10_000,
+                ttlMs: (2 * config.auth.dpop.iatWindowSeconds + 5) * 1000,
+              })
+            : cache,
+        admit: async (partition) => {
+          const bucket = {
+            capacity: config.auth.dpop.proofsPerMinute,
+            refillPerSecond: config.auth.dpop.proofsPerMinute / 60,
+          };
+          const d = await rateLimiter.take(`dpop:${partition}`, bucket).catch(() => undefined);
+          if (d !== undefined && !d.allowed) {
+            throw new AppError('RATE_LIMITED', `Too many DPoP proofs for this org; retry in ${d.retryAfterSeconds} s`, {
+              details: { class: 'dpop', retryAfterSeconds: d.retryAfterSeconds },
+            });
+          }
+        },
         nonce: config.auth.dpop.nonce
           ? {
               secret:
@@ -479,6 +526,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       orgs,
       audit,
       authenticator,
+      authFailures,
       reembed,
       jobs,
       repos,
@@ -556,13 +604,29 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-export async function startServer(config: Config, log: Logger = createLogger(config)): Promise<RunningServer> {
+export interface StartOptions {
+  /**
+   * Print the bootstrap admin key created on first start (default true).
+   * Whatever collects stdout (journald, a container log driver, CI) keeps it.
+   */
+  readonly printKey?: boolean;
+}
+
+export async function startServer(
+  config: Config,
+  log: Logger = createLogger(config),
+  opts: StartOptions = {},
+): Promise<RunningServer> {
   log.info({ config: redactedSummary(config) }, 'starting Engram');
   const engram = await openEngram(config, { log });
   const { database, migrator } = engram;
 
   const boot = await bootstrapDefaultOrg(engram);
-  if (boot !== undefined) {
+  if (boot !== undefined && opts.printKey === false) {
+    process.stdout.write(
+      `\n  Engram created the org "default" and an admin API key, saved in ${boot.keyFile} (mode 0600).\n\n`,
+    );
+  } else if (boot !== undefined) {
     process.stdout.write(
       `\n  Engram created the org "default" and an admin API key (shown once):\n\n    ${boot.adminKey}\n\n` +
         `  It is also saved in ${boot.keyFile} (mode 0600).\n\n`,
@@ -662,10 +726,26 @@ export function mcpServerFactory(engram: Engram, log: McpLog): (ctx: RequestCont
     ...codeTools({ query: engram.code, graph: engram.codeGraph }),
     ...codeSearchTools({ codeSearch: engram.codeSearch, maxLimit: engram.config.limits.searchLimit }),
   ];
+  // The org buckets of the REST routes: each tool call is charged to its class, batched or not.
+  const rates = engram.config.rateLimit.enabled
+    ? new RateGate({
+        limiter: engram.rateLimiter,
+        quotas: engram.quotas,
+        onReject: (cls) => engram.metrics.rateLimitRejections.inc({ class: cls }),
+      })
+    : undefined;
   return (ctx, origin) =>
     createMcpServer(
       ctx,
-      { tools, memories: engram.memories, audit: engram.audit, log, version: VERSION, tracer: tracerOf(engram) },
+      {
+        tools,
+        memories: engram.memories,
+        audit: engram.audit,
+        log,
+        version: VERSION,
+        tracer: tracerOf(engram),
+        rates,
+      },
       origin,
     );
 }
@@ -700,6 +780,7 @@ export function appDeps(engram: Engram, health: Health, log?: Logger): AppDeps {
     code: { repos: engram.repos, query: engram.code, graph: engram.codeGraph },
     codeSearch: engram.codeSearch,
     authenticator: engram.authenticator,
+    authFailures: engram.authFailures,
     health,
     dependencies: dependencyHealth(engram),
     metrics: engram.metrics,

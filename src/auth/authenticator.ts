@@ -2,6 +2,7 @@ import type { ApiKeyService } from '../domain/tenancy/api-key.service.ts';
 import type { OrgService } from '../domain/tenancy/org.service.ts';
 import type { RequestContext } from '../domain/tenancy/tenancy.types.ts';
 import { AppError, isAppError } from '../errors.ts';
+import { boundedId } from '../ops/identifiers.ts';
 import { authErrors, type AuthChallenge } from './auth-error.ts';
 import type { DpopVerifier } from './dpop.ts';
 import type { JwtVerifier } from './jwt-verifier.ts';
@@ -101,6 +102,7 @@ export class Authenticator {
         url: c.url,
         accessToken: token,
         expectedJkt: verified.jkt,
+        partition: verified.orgRef,
       });
       method = 'jwt_dpop';
       attempt.method = method;
@@ -111,7 +113,8 @@ export class Authenticator {
     }
     const org = await this.deps.orgs.resolve(verified.orgRef);
     if (org === undefined)
-      throw authErrors.invalidToken(`the token’s org ${verified.orgRef} is not known here`, scheme);
+      // The claim's value lands in the audit entry's reason: bounded like any client-supplied id.
+      throw authErrors.invalidToken(`the token’s org ${boundedId(verified.orgRef)} is not known here`, scheme);
     attempt.orgId = org.id;
     this.deps.orgs.assertServed(org);
     return {

@@ -1,7 +1,9 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { SignJWT, base64url, calculateJwkThumbprint, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { AppError } from '../errors.ts';
 import { LocalCache } from '../storage/local/local-cache.ts';
+import { LocalReplayCaches } from '../storage/local/local-replay-caches.ts';
 import { ValkeyCache } from '../storage/valkey/valkey-cache.ts';
 import { AuthError } from './auth-error.ts';
 import { DpopVerifier, type DpopProofInput, type DpopVerifierOptions } from './dpop.ts';
@@ -230,6 +232,28 @@ describe(DpopVerifier.name, () => {
       const value = await proof(es256);
       await verifier.verify(input(value));
       await expectInvalidProof(verifier.verify(input(value)), 'replayed jti');
+    });
+
+    it('keeps each tenant’s jtis apart: a flood of proofs for one cannot evict another’s', async () => {
+      const v = make({ replayCache: new LocalReplayCaches({ perPartition: 8, maxPartitions: 10, now: () => clock }) });
+      const value = await proof(es256);
+      await v.verify(input(value, { partition: 'org-a' }));
+      for (let i = 0; i < 20; i++) await v.verify(input(await proof(other), { partition: 'org-b' }));
+      await expectInvalidProof(v.verify(input(value, { partition: 'org-a' })), 'replayed jti');
+    });
+
+    it('charges the tenant before storing a jti, and a refused proof stores none', async () => {
+      let open = false;
+      const v = make({
+        admit: (partition) => {
+          if (!open) throw new AppError('RATE_LIMITED', `too many proofs for ${partition}`);
+          return Promise.resolve();
+        },
+      });
+      const value = await proof(es256);
+      await expect(v.verify(input(value, { partition: 'org-a' }))).rejects.toMatchObject({ code: 'RATE_LIMITED' });
+      open = true;
+      await expect(v.verify(input(value, { partition: 'org-a' }))).resolves.toMatchObject({ jkt: es256.jkt });
     });
 
     it('fails closed with UNAVAILABLE when the replay cache is unreachable', async () => {

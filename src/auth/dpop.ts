@@ -20,8 +20,17 @@ export interface DpopVerifierOptions {
   readonly algorithms?: readonly string[];
   /** How far a proof's iat may be from now, in seconds (both directions). Default 60. */
   readonly iatWindowSeconds?: number;
-  /** jti replay cache (Valkey across replicas, in-process otherwise). */
-  readonly replayCache: Cache;
+  /**
+   * jti replay cache: one `Cache` (Valkey across replicas; keys carry the
+   * partition), or one cache per partition (in-process, `LocalReplayCaches`),
+   * so one tenant's proofs cannot evict another's.
+   */
+  readonly replayCache: Cache | ReplayPartitions;
+  /**
+   * Called with the proof's partition just before its jti is stored; throws
+   * (e.g. RATE_LIMITED) to refuse the proof, which then stores nothing.
+   */
+  readonly admit?: ((partition: string) => Promise<void>) | undefined;
   /** Key prefix in the replay cache. Default 'dpop:jti:'. */
   readonly replayKeyPrefix?: string;
   /**
@@ -32,6 +41,11 @@ export interface DpopVerifierOptions {
   readonly nonce?: { readonly secret: Uint8Array; readonly windowSeconds?: number } | undefined;
   /** Clock, for tests. Default Date.now. */
   readonly now?: () => number;
+}
+
+/** Replay caches per partition (tenant). */
+export interface ReplayPartitions {
+  cacheFor(partition: string): Cache;
 }
 
 /** One DPoP proof and the request it arrived with. */
@@ -46,6 +60,8 @@ export interface DpopProofInput {
   readonly accessToken?: string | undefined;
   /** cnf.jkt of the bound access token; the proof's jwk thumbprint must equal it. */
   readonly expectedJkt?: string | undefined;
+  /** The tenant the access token names: its replay entries and its budget are its own. Default ''. */
+  readonly partition?: string | undefined;
 }
 
 /** What a valid proof establishes: the key (by RFC 7638 thumbprint) and the proof's identity. */
@@ -82,7 +98,8 @@ export class DpopVerifier {
   /** Algorithms for the `algs` parameter of the WWW-Authenticate challenge. */
   readonly algorithms: readonly string[];
   private readonly iatWindowSeconds: number;
-  private readonly replayCache: Cache;
+  private readonly replayCache: Cache | ReplayPartitions;
+  private readonly admit: ((partition: string) => Promise<void>) | undefined;
   private readonly replayKeyPrefix: string;
   private readonly nonce: NonceConfig | undefined;
   private readonly now: () => number;
@@ -96,6 +113,7 @@ export class DpopVerifier {
     this.algorithms = Object.freeze(algorithms);
     this.iatWindowSeconds = positive('iatWindowSeconds', options.iatWindowSeconds ?? DEFAULT_IAT_WINDOW_SECONDS);
     this.replayCache = options.replayCache;
+    this.admit = options.admit;
     this.replayKeyPrefix = options.replayKeyPrefix ?? DEFAULT_REPLAY_KEY_PREFIX;
     this.nonce =
       options.nonce === undefined
@@ -165,9 +183,13 @@ export class DpopVerifier {
     // Last, so that a proof refused above does not burn its jti. A proof stays
     // acceptable from iat - window to iat + window, so remember it that long.
     // Fail closed: without the replay cache a proof cannot be shown to be fresh (503, not 500).
-    const stored = await this.replayCache
+    // Charged before the store, so a tenant can only fill the cache as fast as its budget allows.
+    const partition = input.partition ?? '';
+    await this.admit?.(partition);
+    const cache = 'cacheFor' in this.replayCache ? this.replayCache.cacheFor(partition) : this.replayCache;
+    const stored = await cache
       .setIfAbsent(
-        `${this.replayKeyPrefix}${jkt}:${jti}`,
+        `${this.replayKeyPrefix}${encodeURIComponent(partition)}:${jkt}:${jti}`,
         Buffer.from('1'),
         2 * this.iatWindowSeconds + REPLAY_TTL_SLACK_SECONDS,
       )

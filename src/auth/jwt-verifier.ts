@@ -87,7 +87,11 @@ export class JwtVerifier {
           (a) => a !== 'none' && (!a.startsWith('HS') || this.hsSecret !== undefined),
         ),
         clockTolerance: this.cfg.clockSkewSeconds,
-        requiredClaims: ['exp', 'sub'],
+        // maxTokenAge also requires iat and refuses one in the future (beyond the tolerance).
+        maxTokenAge: this.cfg.maxTokenAgeSeconds,
+        requiredClaims: ['exp', 'sub', 'iat'],
+        // RFC 9068 §2.1; jose compares it with and without the application/ prefix.
+        ...(this.cfg.requireAtJwt ? { typ: 'at+jwt' } : {}),
       });
       // A DPoP proof is not an access token (RFC 9449 §4.2 typ).
       if (r.protectedHeader.typ?.toLowerCase() === 'dpop+jwt') {
@@ -115,16 +119,28 @@ export class JwtVerifier {
   }
 
   private translate(e: unknown, scheme: 'Bearer' | 'DPoP'): Error {
-    if (e instanceof joseErrors.JWTExpired) return authErrors.invalidToken('the token has expired', scheme, e);
+    if (e instanceof joseErrors.JWTExpired) {
+      return authErrors.invalidToken(
+        e.claim === 'iat'
+          ? `the token is older than this server accepts (${this.cfg.maxTokenAgeSeconds} s after iat)`
+          : 'the token has expired',
+        scheme,
+        e,
+      );
+    }
     if (e instanceof joseErrors.JWTClaimValidationFailed) {
       const what =
-        e.claim === 'aud'
-          ? 'the token is not meant for this server (aud)'
-          : e.claim === 'iss'
-            ? 'the token was issued by an untrusted issuer (iss)'
-            : e.claim === 'nbf'
-              ? 'the token is not valid yet (nbf)'
-              : `the token's ${e.claim} claim is invalid (${e.reason})`;
+        e.claim === 'typ'
+          ? 'the token is not an access token (typ must be at+jwt)'
+          : e.claim === 'iat' && e.reason === 'check_failed'
+            ? 'the token was issued in the future (iat)'
+            : e.claim === 'aud'
+              ? 'the token is not meant for this server (aud)'
+              : e.claim === 'iss'
+                ? 'the token was issued by an untrusted issuer (iss)'
+                : e.claim === 'nbf'
+                  ? 'the token is not valid yet (nbf)'
+                  : `the token's ${e.claim} claim is invalid (${e.reason})`;
       return authErrors.invalidToken(what, scheme, e);
     }
     if (e instanceof joseErrors.JOSEAlgNotAllowed) {

@@ -102,8 +102,12 @@ export function buildCli(): Command {
   program
     .command('serve')
     .description('Run the HTTP server (REST API, /docs, /health) on the configured store')
-    .action(async () => {
-      const server = await startServer(config());
+    .option(
+      '--no-print-key',
+      'on first start, do not print the bootstrap admin key (stdout often ends up in a log collector); it is still saved in <data dir>/admin.key',
+    )
+    .action(async (opts: { printKey: boolean }) => {
+      const server = await startServer(config(), undefined, { printKey: opts.printKey });
       const stop = (signal: string) => {
         process.stderr.write(`\n${signal}: shutting down…\n`);
         const force = setTimeout(() => process.exit(1), config().shutdownTimeoutMs).unref();

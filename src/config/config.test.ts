@@ -177,3 +177,19 @@ describe(redactedSummary.name, () => {
     expect(text).toContain('"apiKey":"***"');
   });
 });
+
+describe('JWT verification and PUBLIC_URL', () => {
+  const jwt = {
+    AUTH_HS256_SECRET: 'x'.repeat(32),
+    AUTH_ALGORITHMS: 'HS256',
+    AUTH_ISSUER: 'https://idp.example',
+    AUTH_AUDIENCE: 'https://engram.example',
+  };
+
+  it('refuses to start without PUBLIC_URL, since DPoP htu would be checked against the Host header', () => {
+    expect(configError(jwt).message).toMatch(/PUBLIC_URL: required when JWT verification is configured/);
+    expect(loadConfig({ ...jwt, PUBLIC_URL: 'https://engram.example' }).auth.publicUrl).toBe('https://engram.example');
+    // The explicit opt-out, for a server only ever reached directly.
+    expect(loadConfig({ ...jwt, DPOP_HTU_FROM_HOST: 'true' }).auth.publicUrl).toBeUndefined();
+  });
+});

@@ -125,6 +125,8 @@ const envSchema = z.object({
   RERANK_BREAKER_THRESHOLD: intFrom(5, 1, 1000),
   RERANK_BREAKER_HALF_OPEN_MS: intFrom(30_000, 100, 3_600_000),
   MEMORY_MAX_CONTENT_CHARS: intFrom(100_000, 1, 10_000_000),
+  MEMORY_MAX_METADATA_BYTES: intFrom(16_384, 2, 1_048_576),
+  MEMORY_MAX_METADATA_DEPTH: intFrom(8, 1, 64),
   REEMBED_INTERVAL_MS: intFrom(30_000, 0, 86_400_000),
   JOBS_CONCURRENCY: intFrom(2, 0, 256),
   JOBS_POLL_MS: intFrom(1_000, 0, 3_600_000),
@@ -156,18 +158,30 @@ const envSchema = z.object({
   AUTH_AUTHORIZATION_SERVERS: list(''),
   MCP_ALLOWED_ORIGINS: list(''),
   MCP_ALLOWED_HOSTS: list(''),
+  MCP_SSE_MAX_SESSIONS: intFrom(10, 1, 10_000),
+  MCP_SSE_IDLE_TIMEOUT_MS: intFrom(900_000, 1_000, 86_400_000),
   AUTH_AUDIENCE: list(''),
   AUTH_JWKS_URL: optionalUrl(['https:', 'http:']),
   AUTH_JWKS: z.string().min(1).optional(),
   AUTH_HS256_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   AUTH_ALGORITHMS: list('EdDSA,ES256,RS256'),
   AUTH_CLOCK_SKEW_SECONDS: intFrom(30, 0, 600),
+  // A token is refused this long after its iat, whatever its exp says.
+  AUTH_MAX_TOKEN_AGE_SECONDS: intFrom(86_400, 60, 31_536_000),
+  AUTH_REQUIRE_AT_JWT: boolFrom(false),
   AUTH_ORG_CLAIM: z.string().min(1).default('org_id'),
   AUTH_SCOPE_CLAIM: z.string().min(1).default('scope'),
   AUTH_ROLES_CLAIM: z.string().min(1).default('roles'),
   AUTH_REQUIRE_DPOP: boolFrom(false),
+  // Per client address (TRUST_PROXY decides what that is); 0: unlimited.
+  AUTH_FAILURES_PER_MIN: intFrom(30, 0, 1_000_000),
+  AUDIT_REFUSAL_WINDOW_SECONDS: intFrom(60, 1, 86_400),
   DPOP_IAT_WINDOW_SECONDS: intFrom(60, 1, 3600),
   DPOP_NONCE: boolFrom(false),
+  // The explicit opt-out of PUBLIC_URL with JWTs on: DPoP htu is then checked against the Host header.
+  DPOP_HTU_FROM_HOST: boolFrom(false),
+  // Proofs (jti entries) per minute per org named by the token, before the replay cache stores them.
+  DPOP_PROOFS_PER_MIN: intFrom(3_000, 1, 1_000_000),
   DPOP_NONCE_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   PUBLIC_URL: optionalUrl(['http:', 'https:']),
   TRUST_PROXY: boolFrom(false),
@@ -246,6 +260,10 @@ export interface Config {
     readonly searchQueryChars: number;
     readonly searchLimit: number;
     readonly memoryContentChars: number;
+    /** A memory's metadata as JSON, in bytes. */
+    readonly memoryMetadataBytes: number;
+    /** A memory's metadata nesting (the object itself is 1). */
+    readonly memoryMetadataDepth: number;
   };
   readonly search: SearchConfig;
   readonly reembedIntervalMs: number;
@@ -369,9 +387,18 @@ export interface AuthConfig {
     /** Stateless server nonces (RFC 9449 §8); a shared secret keeps them valid across replicas. */
     readonly nonce: boolean;
     readonly nonceSecret: string | undefined;
+    /** Proofs per minute per org before their jti is stored (the replay cache fills no faster). */
+    readonly proofsPerMinute: number;
   };
   /** The URL clients use to reach this server (for DPoP `htu` behind a proxy). */
   readonly publicUrl: string | undefined;
+  /**
+   * Failed authentications per minute per client address (the burst is one
+   * minute's worth); past it the address gets 429 before any lookup. 0: unlimited.
+   */
+  readonly failuresPerMinute: number;
+  /** Refused authentications are audited as one entry per source per this many seconds. */
+  readonly refusalAuditWindowSeconds: number;
   /** Authorization servers named in the RFC 9728 metadata (default: the JWT issuer). */
   readonly authorizationServers: readonly string[];
 }
@@ -381,6 +408,10 @@ export interface McpConfig {
   readonly allowedOrigins: readonly string[];
   /** Host headers accepted on the MCP endpoints; empty: loopback names when listening on loopback, else any. */
   readonly allowedHosts: readonly string[];
+  /** Legacy SSE sessions one principal (org and actor) may hold open at once. */
+  readonly sseMaxSessions: number;
+  /** An SSE session with no message for this long is closed. */
+  readonly sseIdleTimeoutMs: number;
 }
 
 export interface JwtConfig {
@@ -392,6 +423,10 @@ export interface JwtConfig {
   readonly hs256Secret: string | undefined;
   readonly algorithms: readonly string[];
   readonly clockSkewSeconds: number;
+  /** Tokens are refused this many seconds after their `iat` (which is required, and not in the future). */
+  readonly maxTokenAgeSeconds: number;
+  /** Refuse tokens whose header `typ` is not `at+jwt` (RFC 9068), so an ID token cannot pass as an access token. */
+  readonly requireAtJwt: boolean;
   readonly orgClaim: string;
   readonly scopeClaim: string;
   readonly rolesClaim: string;
@@ -503,6 +538,12 @@ export function loadConfig(env: Env = process.env): Config {
   );
   if (jwtSources.length > 0) {
     if (resolved.AUTH_ISSUER === undefined) problems.push('AUTH_ISSUER: required when JWT verification is configured');
+    if (resolved.PUBLIC_URL === undefined && !/^(true|1|yes)$/.test(resolved.DPOP_HTU_FROM_HOST ?? '')) {
+      problems.push(
+        'PUBLIC_URL: required when JWT verification is configured, so DPoP proofs (htu) are checked against the URL ' +
+          'clients use rather than the Host header they send (DPOP_HTU_FROM_HOST=true opts out, for a server reached only directly)',
+      );
+    }
     if ((resolved.AUTH_AUDIENCE ?? '').trim() === '') {
       problems.push('AUTH_AUDIENCE: required when JWT verification is configured (tokens must be audience-bound)');
     }
@@ -649,6 +690,8 @@ export function loadConfig(env: Env = process.env): Config {
       searchQueryChars: e.SEARCH_MAX_QUERY_CHARS,
       searchLimit: e.SEARCH_MAX_LIMIT,
       memoryContentChars: e.MEMORY_MAX_CONTENT_CHARS,
+      memoryMetadataBytes: e.MEMORY_MAX_METADATA_BYTES,
+      memoryMetadataDepth: e.MEMORY_MAX_METADATA_DEPTH,
     }),
     search: Object.freeze({
       vectorWeight: e.SEARCH_VECTOR_WEIGHT,
@@ -714,6 +757,8 @@ export function loadConfig(env: Env = process.env): Config {
               hs256Secret: e.AUTH_HS256_SECRET,
               algorithms: e.AUTH_ALGORITHMS,
               clockSkewSeconds: e.AUTH_CLOCK_SKEW_SECONDS,
+              maxTokenAgeSeconds: e.AUTH_MAX_TOKEN_AGE_SECONDS,
+              requireAtJwt: e.AUTH_REQUIRE_AT_JWT,
               orgClaim: e.AUTH_ORG_CLAIM,
               scopeClaim: e.AUTH_SCOPE_CLAIM,
               rolesClaim: e.AUTH_ROLES_CLAIM,
@@ -723,8 +768,11 @@ export function loadConfig(env: Env = process.env): Config {
         iatWindowSeconds: e.DPOP_IAT_WINDOW_SECONDS,
         nonce: e.DPOP_NONCE,
         nonceSecret: e.DPOP_NONCE_SECRET,
+        proofsPerMinute: e.DPOP_PROOFS_PER_MIN,
       }),
       publicUrl: e.PUBLIC_URL?.replace(/\/+$/, ''),
+      failuresPerMinute: e.AUTH_FAILURES_PER_MIN,
+      refusalAuditWindowSeconds: e.AUDIT_REFUSAL_WINDOW_SECONDS,
       authorizationServers:
         e.AUTH_AUTHORIZATION_SERVERS.length > 0
           ? e.AUTH_AUTHORIZATION_SERVERS
@@ -735,6 +783,8 @@ export function loadConfig(env: Env = process.env): Config {
     mcp: Object.freeze({
       allowedOrigins: [...e.MCP_ALLOWED_ORIGINS, ...e.CORS_ORIGINS],
       allowedHosts: e.MCP_ALLOWED_HOSTS,
+      sseMaxSessions: e.MCP_SSE_MAX_SESSIONS,
+      sseIdleTimeoutMs: e.MCP_SSE_IDLE_TIMEOUT_MS,
     }),
     http: Object.freeze({
       trustProxy: e.TRUST_PROXY,

@@ -12,8 +12,11 @@ import { z } from 'zod';
 import { can } from '../auth/policy.ts';
 import type { AuditService } from '../domain/audit/audit.service.ts';
 import type { MemoryService } from '../domain/memory/memory.service.ts';
+import type { RateGate } from '../domain/tenancy/rate-gate.ts';
+import type { RateClass } from '../domain/tenancy/quota.types.ts';
 import { ALL_SCOPES, type RequestContext } from '../domain/tenancy/tenancy.types.ts';
 import { isAppError, type ErrorCode } from '../errors.ts';
+import { boundedId } from '../ops/identifiers.ts';
 import { assertToolRegistry, clip, type ToolDef } from './tool.ts';
 import { memoryUri, presentMemory } from './tools/memory.tools.ts';
 
@@ -30,7 +33,17 @@ export interface McpDeps {
   readonly version: string;
   /** A span `mcp.tool <name>` per tool call; default no-op. */
   readonly tracer?: Tracer | undefined;
+  /**
+   * The org's rate limits: each tool call (and resource read) is charged to
+   * its class, so a JSON-RPC batch costs what its calls would over REST;
+   * omitted: unlimited.
+   */
+  readonly rates?: RateGate | undefined;
 }
+
+/** The bucket a tool's calls are charged to. */
+export const rateClassOfTool = (tool: ToolDef<unknown>): RateClass =>
+  tool.rateClass ?? (tool.hints.readOnlyHint ? 'read' : 'write');
 
 /** Where a session comes from, for the audit log. */
 export interface McpOrigin {
@@ -138,7 +151,8 @@ export function createMcpServer(ctx: RequestContext, deps: McpDeps, origin: McpO
     span: Span,
   ): Promise<CallToolResult> => {
     const name = tool.name;
-    const callCtx: RequestContext = { ...ctx, requestId: `${ctx.requestId}:${String(rpcId)}` };
+    // The JSON-RPC id is the client's: bounded before it reaches the audit log and the logs (a 900 KB id was stored).
+    const callCtx: RequestContext = { ...ctx, requestId: `${ctx.requestId}:${boundedId(String(rpcId))}` };
     const record = async (
       outcome: 'success' | 'denied' | 'failure' | 'error',
       resourceId: string | null,
@@ -177,10 +191,14 @@ export function createMcpServer(ctx: RequestContext, deps: McpDeps, origin: McpO
       throw new McpError(RpcErrorCode.InvalidParams, `Invalid arguments for ${name}: ${z.prettifyError(parsed.error)}`);
     }
     try {
+      const cost = tool.rateCost === undefined ? 1 : Math.max(1, Math.ceil(tool.rateCost(parsed.data)));
+      await deps.rates?.charge(ctx.orgId, rateClassOfTool(tool), cost, tool.rateCost === undefined ? 'calls' : 'items');
       const out = await tool.run(callCtx, parsed.data);
       await record('success', out.resourceId ?? null, out.auditDetails ?? {});
       return { content: [{ type: 'text', text: out.text }], structuredContent: out.structured };
     } catch (e) {
+      // A refused call changed nothing; auditing each would turn a flood into audit writes (metrics count them).
+      if (isAppError(e) && e.code === 'RATE_LIMITED') return errorResult(e.code, e.message, e.details);
       if (isAppError(e) && (CLIENT_ERRORS.has(e.code) || SAFE_SERVER_ERRORS.has(e.code))) {
         await record(CLIENT_ERRORS.has(e.code) ? 'failure' : 'error', null, { errorCode: e.code });
         return errorResult(e.code, e.message, e.details);
@@ -192,11 +210,22 @@ export function createMcpServer(ctx: RequestContext, deps: McpDeps, origin: McpO
     }
   };
 
+  const chargeRead = async () => {
+    try {
+      await deps.rates?.charge(ctx.orgId, 'read', 1);
+    } catch (e) {
+      if (isAppError(e) && e.code === 'RATE_LIMITED')
+        throw new McpError(RpcErrorCode.InvalidRequest, e.message, e.details);
+      throw e;
+    }
+  };
+
   if (can(ctx, 'memories:read')) {
     server.registerResource(
       'memory',
       new ResourceTemplate('engram://memories/{id}', {
         list: async () => {
+          await chargeRead();
           const page = await deps.memories.list(ctx, {}, 50, null);
           return {
             resources: page.items.map((m) => ({
@@ -210,6 +239,7 @@ export function createMcpServer(ctx: RequestContext, deps: McpDeps, origin: McpO
       { title: 'Memory', description: 'One Engram memory as JSON', mimeType: 'application/json' },
       async (uri, vars) => {
         const id = String(vars.id);
+        await chargeRead();
         try {
           const m = await deps.memories.get(ctx, id);
           return {

@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import type { RateClass } from '../domain/tenancy/quota.types.ts';
 import type { Scope } from '../domain/tenancy/tenancy.types.ts';
 
 /** Hints MCP clients use to decide whether to ask the user first (MCP spec: ToolAnnotations). */
@@ -32,6 +33,13 @@ export interface ToolDef<Ctx, I extends z.ZodObject = z.ZodObject, O extends z.Z
   readonly hints: ToolHints;
   readonly input: I;
   readonly output: O;
+  /**
+   * The org bucket a call is charged to, as the REST route over the same
+   * service is; default `read` for read-only tools, else `write`.
+   */
+  readonly rateClass?: RateClass;
+  /** Tokens a call costs, from its validated arguments (a bulk write: its items); default 1. */
+  readonly rateCost?: (args: z.infer<I>) => number;
   run(ctx: Ctx, args: z.infer<I>): Promise<ToolOutput<z.infer<O>>>;
 }
 

@@ -19,9 +19,13 @@ export interface ServerProcess {
  * names the URL; rejects with everything it printed if it exits or stays
  * silent for `timeoutMs`. Needs LOG_LEVEL info or lower.
  */
-export function spawnServer(env: NodeJS.ProcessEnv, timeoutMs = 60_000): Promise<ServerProcess> {
+export function spawnServer(
+  env: NodeJS.ProcessEnv,
+  timeoutMs = 60_000,
+  args: readonly string[] = [],
+): Promise<ServerProcess> {
   const { VITEST: _v, ...rest } = env;
-  const child = spawn(process.execPath, [BIN, 'serve'], { env: rest });
+  const child = spawn(process.execPath, [BIN, 'serve', ...args], { env: rest });
   let log = '';
   const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
   return new Promise((resolve, reject) => {

@@ -61,8 +61,14 @@ export async function createTestDatabase(): Promise<TestDatabase> {
 }
 
 export function testConfig(env: Record<string, string>): Config {
-  // Suites write and search in bursts well past the default quotas; rate-limit tests turn limits on.
-  return loadConfig({ REEMBED_INTERVAL_MS: '0', LOG_LEVEL: 'silent', RATE_LIMIT_ENABLED: 'false', ...env });
+  // Suites write, search and present bad credentials in bursts well past the default limits; their tests turn them on.
+  return loadConfig({
+    REEMBED_INTERVAL_MS: '0',
+    LOG_LEVEL: 'silent',
+    RATE_LIMIT_ENABLED: 'false',
+    AUTH_FAILURES_PER_MIN: '0',
+    ...env,
+  });
 }
 
 export interface TestOrg {

@@ -579,6 +579,8 @@ describe(`audit log (${backend})`, () => {
       headers: { authorization: `Bearer ${issued.secret}` },
     });
     expect(revoked.statusCode).toBe(401);
+    // Refusals are summed per source and window (abuse-limits.test.ts); end the window now.
+    await t.engram.audit.flushRefusals();
     const mine = await t.app.inject({ method: 'GET', url: '/v1/audit?outcome=failure', headers: org.auth });
     expect(mine.json().items[0]).toMatchObject({
       actor: { type: 'unverified', id: issued.key.id },
@@ -588,6 +590,7 @@ describe(`audit log (${backend})`, () => {
 
     const before = await t.engram.system.systemAuditChain().findHead();
     await t.app.inject({ method: 'GET', url: '/v1/memories', headers: { authorization: 'Bearer egm_unknown' } });
+    await t.engram.audit.flushRefusals();
     const after = await t.engram.system.systemAuditChain().findHead();
     expect(after?.seq).toBe((before?.seq ?? 0) + 1);
     const [entry] = await t.engram.system.systemAuditChain().findChain((after?.seq ?? 1) - 1, 1);

@@ -49,6 +49,27 @@ export function hashEntry(e: Omit<AuditEntry, 'hash'>): string {
   return createHash('sha256').update(canonical(fields)).digest('hex');
 }
 
+interface RefusalTally {
+  /** The latest refused request (a 401 when there was one), whose fields the summary keeps. */
+  event: AuditEvent;
+  count: number;
+  /** Of `count`, how many the failure limit answered with 429. */
+  limited: number;
+  firstSeenAt: Date;
+  lastSeenAt: Date;
+  actions: Record<string, number>;
+  reasons: Record<string, number>;
+}
+
+/** Distinct keys a summary keeps per field: counts of what a client sends must stay bounded too. */
+const MAX_TALLY_KEYS = 10;
+
+function bump(counts: Record<string, number>, key: string): void {
+  if (key in counts) counts[key] = (counts[key] ?? 0) + 1;
+  else if (Object.keys(counts).length < MAX_TALLY_KEYS) counts[key] = 1;
+  else counts['(other)'] = (counts['(other)'] ?? 0) + 1;
+}
+
 const VERIFY_PAGE = 1000;
 const MAX_PROBLEMS = 20;
 
@@ -65,8 +86,75 @@ export class AuditService {
       system: SystemStore;
       /** Told of every entry that could not be appended (metrics); callers still get the error. */
       onRecordFailure?: ((e: unknown) => void) | undefined;
+      /** The window refused authentications are summed over (`noteRefusal`); default 60 s. */
+      refusalWindowMs?: number | undefined;
+      /** Sources summed at once; past it the window is written early. Default 10,000. */
+      maxRefusalSources?: number | undefined;
     },
   ) {}
+
+  private refusals = new Map<string, RefusalTally>();
+  private refusalTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * Counts one refused authentication (a 401, or a 429 of the failure limit)
+   * instead of appending an entry for it: each source — org chain, address,
+   * presented key — gets one `auth.refused` entry per window with the count,
+   * the routes and the reasons, so a flood of bad credentials costs the
+   * append-only log a row a minute, not a row a request.
+   */
+  noteRefusal(event: AuditEvent): void {
+    const key = [event.orgId ?? '', event.ip ?? '', event.actorId ?? '', event.authMethod ?? ''].join('\u0000');
+    const now = new Date();
+    let tally = this.refusals.get(key);
+    if (tally === undefined) {
+      tally = { event, count: 0, limited: 0, firstSeenAt: now, lastSeenAt: now, actions: {}, reasons: {} };
+      this.refusals.set(key, tally);
+    }
+    tally.count += 1;
+    tally.lastSeenAt = now;
+    if (event.status === 429) tally.limited += 1;
+    else tally.event = event;
+    bump(tally.actions, event.action);
+    const reason = event.details.reason;
+    if (typeof reason === 'string') bump(tally.reasons, reason);
+    if (this.refusalTimer === undefined) {
+      this.refusalTimer = setInterval(() => void this.flushRefusals(), this.deps.refusalWindowMs ?? 60_000);
+      this.refusalTimer.unref();
+    }
+    if (this.refusals.size >= (this.deps.maxRefusalSources ?? 10_000)) void this.flushRefusals();
+  }
+
+  /** Appends the summed refusals of the window so far, one entry per source. */
+  async flushRefusals(): Promise<void> {
+    const tallies = [...this.refusals.values()];
+    this.refusals = new Map();
+    for (const t of tallies) {
+      const { event } = t;
+      await this.record({
+        ...event,
+        action: 'auth.refused',
+        resourceType: null,
+        resourceId: null,
+        details: {
+          ...event.details,
+          count: t.count,
+          ...(t.limited === 0 ? {} : { limited: t.limited }),
+          firstSeenAt: t.firstSeenAt.toISOString(),
+          lastSeenAt: t.lastSeenAt.toISOString(),
+          actions: t.actions,
+          reasons: t.reasons,
+        },
+      }).catch(() => undefined); // counted by onRecordFailure; a lost summary must not stop the others
+    }
+  }
+
+  /** Writes what `noteRefusal` still holds and stops its timer. */
+  async close(): Promise<void> {
+    clearInterval(this.refusalTimer);
+    this.refusalTimer = undefined;
+    await this.flushRefusals();
+  }
 
   /** Appends one event to its org's chain (or the system chain). */
   async record(event: AuditEvent): Promise<AuditEntry> {

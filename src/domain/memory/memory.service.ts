@@ -9,6 +9,10 @@ import type { Memory, MemoryFilter, MemoryPatch, MemoryScope, MemoryVersion, New
 
 export interface MemoryLimits {
   readonly memoryContentChars: number;
+  /** Metadata as JSON, in UTF-8 bytes: it is stored, indexed and copied into the history on every update. */
+  readonly memoryMetadataBytes: number;
+  /** Nesting of metadata objects and arrays; the top-level object is depth 1. */
+  readonly memoryMetadataDepth: number;
 }
 
 export interface RememberResult {
@@ -173,6 +177,7 @@ export class MemoryService {
 
   async update(ctx: RequestContext, id: string, patch: MemoryPatch, expectedVersion?: number): Promise<Memory> {
     const content = patch.content === undefined ? undefined : this.checkContent(patch.content);
+    if (patch.metadata !== undefined) this.checkMetadata(patch.metadata);
     const hash = content === undefined ? undefined : contentHash(content);
     const vector = content === undefined ? undefined : await this.tryEmbed(content);
     const updated = await this.deps.tenantDb.withTenant(ctx.orgId, async ({ memories, jobs }) => {
@@ -216,6 +221,7 @@ export class MemoryService {
   /** A checked, normalised row for the store; throws VALIDATION_FAILED like `remember`. */
   private toRow(input: NewMemory): MemoryRow {
     const content = this.checkContent(input.content);
+    if (input.metadata !== undefined) this.checkMetadata(input.metadata);
     checkValidity(input.validFrom ?? null, input.validTo ?? null);
     return {
       id: uuidv7(),
@@ -240,6 +246,28 @@ export class MemoryService {
       });
     }
     return raw;
+  }
+
+  /** Size and depth caps, here so REST, MCP, the batch and the CLI import all get them. */
+  private checkMetadata(metadata: Record<string, unknown>): void {
+    const maxDepth = this.deps.limits.memoryMetadataDepth;
+    if (depthExceeds(metadata, maxDepth)) {
+      throw errors.validation(`metadata is nested deeper than ${maxDepth} levels`, {
+        field: 'metadata',
+        limit: 'depth',
+        max: maxDepth,
+      });
+    }
+    const maxBytes = this.deps.limits.memoryMetadataBytes;
+    const bytes = Buffer.byteLength(JSON.stringify(metadata));
+    if (bytes > maxBytes) {
+      throw errors.validation(`metadata is ${bytes} bytes as JSON; at most ${maxBytes} are kept per memory`, {
+        field: 'metadata',
+        limit: 'bytes',
+        max: maxBytes,
+        bytes,
+      });
+    }
   }
 
   private get embedJobMaxAttempts(): number {
@@ -268,4 +296,16 @@ function checkValidity(from: Date | null, to: Date | null): void {
   if (from !== null && to !== null && to < from) {
     throw errors.validation('validTo must not be before validFrom', { field: 'validTo' });
   }
+}
+
+/** True when `value` nests objects or arrays deeper than `max` (the value itself is level 1); stops at the first. */
+function depthExceeds(value: unknown, max: number): boolean {
+  const stack: Array<{ v: unknown; depth: number }> = [{ v: value, depth: 1 }];
+  while (stack.length > 0) {
+    const { v, depth } = stack.pop() as { v: unknown; depth: number };
+    if (v === null || typeof v !== 'object') continue;
+    if (depth > max) return true;
+    for (const child of Object.values(v)) stack.push({ v: child, depth: depth + 1 });
+  }
+  return false;
 }

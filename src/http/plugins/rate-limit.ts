@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { QuotaService } from '../../domain/tenancy/quota.service.ts';
 import type { RateClass } from '../../domain/tenancy/quota.types.ts';
-import { AppError } from '../../errors.ts';
+import { RateGate, rateLimited } from '../../domain/tenancy/rate-gate.ts';
 import type { RateLimiter } from '../../ports/rate-limiter.ts';
 import { isMcpPath } from './auth.ts';
 
@@ -66,6 +66,8 @@ export function installRateLimit(app: FastifyInstance, deps: RateLimitPluginDeps
     );
   };
 
+  const gate = new RateGate({ limiter: deps.limiter, quotas: deps.quotas, onReject: deps.onReject });
+
   const limited = (req: FastifyRequest): req is FastifyRequest & { ctx: NonNullable<FastifyRequest['ctx']> } =>
     req.ctx !== undefined && req.routeOptions.url !== undefined && req.routeOptions.config.public !== true;
 
@@ -75,24 +77,12 @@ export function installRateLimit(app: FastifyInstance, deps: RateLimitPluginDeps
     cost: number,
   ) => {
     const cls = rateClassOf(req);
-    let quota;
-    let decision;
-    try {
-      quota = await deps.quotas.limitFor(req.ctx.orgId, cls);
-      // A cost above the burst could never be paid, however long the client waits.
-      if (cost > quota.bucket.capacity) {
-        throw new AppError(
-          'PAYLOAD_TOO_LARGE',
-          `This request costs ${cost} ${cls} tokens but this org's ${cls} burst is ${quota.bucket.capacity}; send at most ${quota.bucket.capacity} items per request`,
-          { details: { class: cls, cost, maxItems: quota.bucket.capacity, perMinute: quota.perMinute } },
-        );
-      }
-      decision = await deps.limiter.take(`${req.ctx.orgId}:${cls}`, quota.bucket, cost);
-    } catch (err) {
-      if (err instanceof AppError && err.code === 'PAYLOAD_TOO_LARGE') throw err;
-      degrade(req, reply, cls, err);
+    const charged = await gate.take(req.ctx.orgId, cls, cost);
+    if ('unavailable' in charged) {
+      degrade(req, reply, cls, charged.unavailable);
       return;
     }
+    const { quota, decision } = charged;
     const { capacity, refillPerSecond } = quota.bucket;
     const limit = String(capacity);
     const remaining = String(decision.remaining);
@@ -108,22 +98,9 @@ export function installRateLimit(app: FastifyInstance, deps: RateLimitPluginDeps
       'x-ratelimit-reset': reset,
     });
     if (decision.allowed) return;
-    deps.onReject?.(cls);
     void reply.header('retry-after', String(decision.retryAfterSeconds));
     // Thrown, not sent, so the app's error handler gives it the standard error shape.
-    throw new AppError(
-      'RATE_LIMITED',
-      `Too many ${cls} ${req.routeOptions.config.rateCost === undefined ? 'requests' : 'items'} for this org; retry in ${decision.retryAfterSeconds} s`,
-      {
-        details: {
-          class: cls,
-          limit: capacity,
-          perMinute: quota.perMinute,
-          ...(cost === 1 ? {} : { cost }),
-          retryAfterSeconds: decision.retryAfterSeconds,
-        },
-      },
-    );
+    throw rateLimited(cls, charged, cost, req.routeOptions.config.rateCost === undefined ? 'requests' : 'items');
   };
 
   app.addHook('onRequest', async (req, reply) => {

@@ -26,6 +26,8 @@ export interface McpRouteDeps {
   readonly authorizationServers: readonly string[];
   readonly dpopAlgorithms: readonly string[];
   readonly dpopRequired: boolean;
+  /** Clock for SSE idleness; default Date.now (tests move it instead of waiting). */
+  readonly now?: () => number;
 }
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
@@ -118,7 +120,8 @@ export const mcpRoutes =
     app.post(
       '/mcp',
       {
-        config: { authenticated: true, action: 'mcp.request', audit: 'read' },
+        // The envelope costs one read token; each tool call in it is charged to its own class by the MCP server.
+        config: { authenticated: true, action: 'mcp.request', audit: 'read', rateClass: 'read' },
         schema: {
           tags,
           summary: 'MCP Streamable HTTP endpoint (JSON-RPC; tools are scoped per token)',
@@ -169,11 +172,25 @@ export const mcpRoutes =
       notAllowed,
     );
 
+    const now = deps.now ?? Date.now;
     const sessions = new Map<
       string,
-      { transport: SSEServerTransport; server: McpServer; orgId: string; actorId: string }
+      { transport: SSEServerTransport; server: McpServer; orgId: string; actorId: string; lastActiveAt: number }
     >();
+    const end = (id: string) => {
+      const s = sessions.get(id);
+      sessions.delete(id);
+      void s?.transport.close().catch(() => undefined);
+    };
+    // An SSE stream holds a socket and a server for as long as the client keeps it open: idle ones are ended.
+    const sweep = () => {
+      const cutoff = now() - deps.config.sseIdleTimeoutMs;
+      for (const [id, s] of sessions) if (s.lastActiveAt < cutoff) end(id);
+    };
+    const sweeper = setInterval(sweep, Math.min(60_000, deps.config.sseIdleTimeoutMs));
+    sweeper.unref();
     app.addHook('onClose', async () => {
+      clearInterval(sweeper);
       for (const s of sessions.values()) await s.transport.close().catch(() => undefined);
       sessions.clear();
     });
@@ -187,10 +204,26 @@ export const mcpRoutes =
       async (req, reply) => {
         guard(req);
         const ctx = contextOf(req);
+        sweep();
+        let open = 0;
+        for (const s of sessions.values()) if (s.orgId === ctx.orgId && s.actorId === ctx.actor.id) open += 1;
+        if (open >= deps.config.sseMaxSessions) {
+          throw new AppError(
+            'RATE_LIMITED',
+            `This principal already has ${open} open MCP SSE sessions; close one, or use Streamable HTTP (POST /mcp)`,
+            { details: { maxSessions: deps.config.sseMaxSessions } },
+          );
+        }
         const server = deps.createServer(ctx, origin(req, 'sse'));
         handOver(reply);
         const transport = new SSEServerTransport('/messages', reply.raw);
-        sessions.set(transport.sessionId, { transport, server, orgId: ctx.orgId, actorId: ctx.actor.id });
+        sessions.set(transport.sessionId, {
+          transport,
+          server,
+          orgId: ctx.orgId,
+          actorId: ctx.actor.id,
+          lastActiveAt: now(),
+        });
         transport.onclose = () => sessions.delete(transport.sessionId);
         reply.raw.on('close', () => {
           sessions.delete(transport.sessionId);
@@ -207,7 +240,7 @@ export const mcpRoutes =
     app.post(
       '/messages',
       {
-        config: { authenticated: true, action: 'mcp.sse_message', audit: 'read' },
+        config: { authenticated: true, action: 'mcp.sse_message', audit: 'read', rateClass: 'read' },
         schema: {
           tags,
           summary: 'Legacy MCP SSE transport: a client message for the session',
@@ -223,6 +256,11 @@ export const mcpRoutes =
         if (session === undefined || session.orgId !== ctx.orgId || session.actorId !== ctx.actor.id) {
           throw new AppError('NOT_FOUND', 'No such MCP session; open one with GET /sse');
         }
+        if (session.lastActiveAt < now() - deps.config.sseIdleTimeoutMs) {
+          end(req.query.sessionId);
+          throw new AppError('NOT_FOUND', 'The MCP session was closed after being idle; open one with GET /sse');
+        }
+        session.lastActiveAt = now();
         handOver(reply);
         try {
           await session.transport.handlePostMessage(req.raw, reply.raw, req.body);

@@ -48,6 +48,7 @@ export function codeSearchTools(deps: {
       description:
         'Find functions, methods and classes in the indexed repositories by identifiers (camelCase and snake_case are split) or a description. Hybrid mode fuses keyword, vector and call-graph neighbours; filter by repository, language or path glob. Each result gives path, lines and which signals found it.',
       scope: 'code:read',
+      rateClass: 'search',
       hints: { readOnlyHint: true, idempotentHint: true, destructiveHint: false, openWorldHint: false },
       input: z.strictObject({
         query: z.string().min(1).max(2000),

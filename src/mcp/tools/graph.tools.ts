@@ -158,6 +158,7 @@ export function graphTools(deps: { graph: GraphService }): Array<ToolDef<Request
       description:
         'Search for nodes in the knowledge graph by meaning and keywords (names, types and observation content)',
       scope: 'memories:read',
+      rateClass: 'search',
       hints: read,
       input: z.object({
         query: z.string().describe('The search query to match against entity names, types, and observation content'),

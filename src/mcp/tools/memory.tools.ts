@@ -105,6 +105,9 @@ export function memoryTools(deps: {
       title: 'Remember many',
       description: `Store several memories at once (up to ${MCP_REMEMBER_MANY_MAX}), e.g. the facts of a conversation. Each is handled like \`remember\`: exact duplicates in the same scope are returned, not stored twice. One that cannot be stored is reported in its place; the others are stored.`,
       scope: 'memories:write',
+      // Charged per item to the bulk-write bucket, like POST /v1/memories/batch.
+      rateClass: 'import',
+      rateCost: (a) => a.memories.length,
       hints: { readOnlyHint: false, idempotentHint: true, destructiveHint: false, openWorldHint: false },
       input: z.strictObject({
         memories: z
@@ -151,6 +154,7 @@ export function memoryTools(deps: {
       description:
         'Search memories by meaning and keywords (hybrid: BM25 keywords + vector + the conversation around a hit, fused by score). Filter by scope and tags. Each result explains which signals found it.',
       scope: 'memories:read',
+      rateClass: 'search',
       hints: { readOnlyHint: true, idempotentHint: true, destructiveHint: false, openWorldHint: false },
       input: z.strictObject({
         query: z.string().min(1).max(2000),
