@@ -140,6 +140,24 @@ describe(`ranking (${backend})`, () => {
     expect(await postings()).toBe(0);
   });
 
+  it('has the maintenance VACUUM keep the postings index-only, even with its counters reset', async () => {
+    const o = await t.makeOrg();
+    const words = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot', 'golf', 'hotel', 'india', 'juliet'];
+    await t.engram.memories.rememberMany(
+      o.ctx,
+      Array.from({ length: 400 }, (_, i) => ({ content: `${words.join(` w${i} `)} note ${i}` })),
+    );
+    const db = t.engram.database.adminDb;
+    await sql`ANALYZE memory_postings`.execute(db);
+    // As after a restart of the embedded store: the insert counters start from zero.
+    await sql`SELECT pg_stat_reset()`.execute(db);
+    expect(await t.engram.system.vacuum()).toContain('memory_postings');
+    const vm = await sql<{ pages: number; visible: number }>`
+      SELECT relpages AS pages, relallvisible AS visible FROM pg_class WHERE relname = 'memory_postings'`.execute(db);
+    expect(Number(vm.rows[0]?.visible)).toBeGreaterThanOrEqual(0.9 * Number(vm.rows[0]?.pages));
+    expect(await t.engram.system.vacuum()).not.toContain('memory_postings');
+  });
+
   it('brings the turn next to a lexical hit in hybrid search, marked as context', async () => {
     const o = await t.makeOrg();
     const chat = { user: 'chat-1' };

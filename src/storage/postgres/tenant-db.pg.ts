@@ -696,6 +696,9 @@ function hasScopeFilter(f: MemoryFilter | undefined): boolean {
   return s?.user !== undefined || s?.agent !== undefined || s?.project !== undefined || s?.session !== undefined;
 }
 
+/** Tables whose searches are index-only scans (the memory postings, 0020): vacuumed by their visibility map. */
+const INDEX_ONLY_TABLES = ['memory_postings'] as const;
+
 /** The knowledge graph's tables (0006, 0018), analyzed as they grow. */
 const GRAPH_TABLES = [
   'graph_entities',
@@ -973,7 +976,7 @@ export class PgSystemStore implements SystemStore {
       const estimated = row?.estimated ?? -1;
       if (estimated >= 0 && Math.abs(n - estimated) <= 50 + 0.1 * estimated) return false;
     }
-    await sql`ANALYZE memories, memory_embeddings, memory_history`.execute(this.adminDb);
+    await sql`ANALYZE memories, memory_embeddings, memory_history, memory_postings`.execute(this.adminDb);
     return true;
   }
 
@@ -1015,13 +1018,18 @@ export class PgSystemStore implements SystemStore {
     // embedded store's single session would show the counts as they were before its latest writes.
     await sql`SELECT pg_stat_force_next_flush()`.execute(this.adminDb);
     const r = await sql<{ relname: string }>`
-      SELECT relname FROM pg_stat_user_tables
-      WHERE schemaname = 'public' AND (n_dead_tup > 50 + 0.2 * n_live_tup
+      SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+      WHERE s.schemaname = 'public' AND (s.n_dead_tup > 50 + 0.2 * s.n_live_tup
         -- autovacuum's insert threshold: keeps the visibility map current so
-        -- index-only scans (the memory postings, 0020) skip the heap.
-        OR n_ins_since_vacuum > 1000 + 0.2 * n_live_tup)
-        ${tables === undefined ? sql`` : sql`AND relname = ANY(${[...tables]}::text[])`}
-      ORDER BY relname`.execute(this.adminDb);
+        -- index-only scans skip the heap.
+        OR s.n_ins_since_vacuum > 1000 + 0.2 * s.n_live_tup
+        -- The tables read by index-only scans, by their visibility map itself
+        -- (kept in pg_class): the counters above start from zero whenever the
+        -- embedded store reopens.
+        OR (s.relname = ANY(${[...INDEX_ONLY_TABLES]}::text[]) AND c.relpages > 8
+          AND c.relallvisible < 0.9 * c.relpages))
+        ${tables === undefined ? sql`` : sql`AND s.relname = ANY(${[...tables]}::text[])`}
+      ORDER BY s.relname`.execute(this.adminDb);
     const vacuumed = r.rows.map((x) => x.relname);
     // VACUUM runs outside any transaction block, one table at a time.
     for (const table of vacuumed) await sql`VACUUM ${sql.table(table)}`.execute(this.adminDb);
