@@ -277,6 +277,12 @@ export class PgGraphStore implements GraphStore {
       vector?: { vector: Float32Array; model: string; limit: number } | undefined;
     },
   ): Promise<{ lexical: RankedEntityId[]; vector: RankedEntityId[] }> {
+    // A scope without entities (most memory searches, when no agent keeps a
+    // graph there) answers from one index probe, not the planning and run of
+    // the candidate queries (≈ 5 ms of planning on PostgreSQL).
+    const any = await sql<{ found: boolean }>`SELECT EXISTS (
+      SELECT 1 FROM graph_entities WHERE org_id = ${this.orgId} AND scope_key = ${scopeKey}) AS found`.execute(this.tx);
+    if (any.rows[0]?.found !== true) return { lexical: [], vector: [] };
     // Both signals are id queries, run as engram_system: under RLS, Postgres
     // will not use a non-leakproof operator (LIKE, @@) as an index condition
     // (see PgMemoryStore.candidateIds). Each filters by org itself; entities
