@@ -484,6 +484,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       ]),
       workerId: `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`,
       concurrency: config.jobs.concurrency,
+      maxRunningPerOrg: config.jobs.maxRunningPerOrg,
       pollMs: config.jobs.pollMs,
       leaseMs: config.jobs.leaseMs,
       backoff: { baseMs: config.jobs.backoffBaseMs, maxMs: config.jobs.backoffMaxMs },

@@ -135,6 +135,8 @@ const envSchema = z.object({
   JOBS_BACKOFF_MAX_MS: intFrom(900_000, 0, 86_400_000),
   JOBS_LEASE_MS: intFrom(300_000, 1_000, 86_400_000),
   JOBS_RETENTION_HOURS: intFrom(168, 0, 87_600),
+  // Unset: one below JOBS_CONCURRENCY (at least 1); 0: no cap.
+  JOBS_MAX_RUNNING_PER_ORG: z.coerce.number().int().min(0).max(100_000).optional(),
   CODE_ALLOWED_ROOTS: list(''),
   CODE_ORG_DIRS: list(''),
   CODE_GIT_PROTOCOLS: list('https'),
@@ -375,6 +377,11 @@ export interface JobsConfig {
   readonly leaseMs: number;
   /** Succeeded jobs are deleted this long after they finished. */
   readonly retentionMs: number;
+  /**
+   * Jobs of one org running at once, counted across every worker of the
+   * store, so one org never holds every slot; undefined: no cap.
+   */
+  readonly maxRunningPerOrg: number | undefined;
 }
 
 export interface AuthConfig {
@@ -722,6 +729,12 @@ export function loadConfig(env: Env = process.env): Config {
       backoffMaxMs: e.JOBS_BACKOFF_MAX_MS,
       leaseMs: e.JOBS_LEASE_MS,
       retentionMs: e.JOBS_RETENTION_HOURS * 3_600_000,
+      maxRunningPerOrg:
+        e.JOBS_MAX_RUNNING_PER_ORG === undefined
+          ? Math.max(1, e.JOBS_CONCURRENCY - 1)
+          : e.JOBS_MAX_RUNNING_PER_ORG === 0
+            ? undefined
+            : e.JOBS_MAX_RUNNING_PER_ORG,
     }),
     code: Object.freeze({
       allowedRoots: e.CODE_ALLOWED_ROOTS.map((r) => path.resolve(r)),
