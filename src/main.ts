@@ -445,6 +445,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       workspace,
       system,
       jobMaxAttempts: config.jobs.maxAttempts,
+      maxReposPerOrg: config.code.maxReposPerOrg,
       // A run queued here starts at once rather than at the worker's next poll.
       onQueued: () => worker.poke(),
     });

@@ -101,6 +101,12 @@ describe(loadConfig.name, () => {
       ).toBeUndefined();
       expect(configError({ JOBS_MAX_RUNNING_PER_ORG: '-1' }).message).toContain('JOBS_MAX_RUNNING_PER_ORG');
     });
+
+    it('lets an org register 100 repositories unless CODE_MAX_REPOS_PER_ORG says otherwise', () => {
+      expect(loadConfig({ ENGRAM_DATA_DIR: dataDir }).code.maxReposPerOrg).toBe(100);
+      expect(loadConfig({ ENGRAM_DATA_DIR: dataDir, CODE_MAX_REPOS_PER_ORG: '3' }).code.maxReposPerOrg).toBe(3);
+      expect(configError({ CODE_MAX_REPOS_PER_ORG: '0' }).message).toContain('CODE_MAX_REPOS_PER_ORG');
+    });
   });
 
   describe('validation', () => {

@@ -154,6 +154,7 @@ const envSchema = z.object({
   CODE_PARSE_THREADS: intFrom(Math.max(1, availableParallelism() - 1), 0, 64),
   CODE_PARSE_WORKER_MAX_MB: intFrom(512, 16, 16_384),
   CODE_MAX_REPO_BYTES: intFrom(268_435_456, 1, 1_099_511_627_776),
+  CODE_MAX_REPOS_PER_ORG: intFrom(100, 1, 1_000_000),
   SHUTDOWN_TIMEOUT_MS: intFrom(10_000, 0, 600_000),
   SHUTDOWN_DELAY_MS: intFrom(0, 0, 300_000),
   AUTH_ISSUER: z.string().trim().min(1).optional(),
@@ -342,6 +343,8 @@ export interface CodeConfig {
   readonly parseWorkerMaxMb: number;
   /** Bytes of source files one repository may have to index; a run over it fails (not retried). */
   readonly maxRepoBytes: number;
+  /** Repositories one org may register; past it, registering answers 409 QUOTA_EXCEEDED. */
+  readonly maxReposPerOrg: number;
 }
 
 /** Git remotes: the outbound policy they pass and the limits of a clone. */
@@ -755,6 +758,7 @@ export function loadConfig(env: Env = process.env): Config {
       parseThreads: e.CODE_PARSE_THREADS,
       parseWorkerMaxMb: e.CODE_PARSE_WORKER_MAX_MB,
       maxRepoBytes: e.CODE_MAX_REPO_BYTES,
+      maxReposPerOrg: e.CODE_MAX_REPOS_PER_ORG,
     }),
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     shutdownDelayMs: e.SHUTDOWN_DELAY_MS,
