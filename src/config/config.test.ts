@@ -88,10 +88,16 @@ describe(loadConfig.name, () => {
   });
 
   describe('tenant fairness limits', () => {
-    it('caps one org’s running jobs one below the instance’s concurrency, and at least one', () => {
-      expect(loadConfig({ ENGRAM_DATA_DIR: dataDir }).jobs.maxRunningPerOrg).toBe(1);
-      expect(loadConfig({ ENGRAM_DATA_DIR: dataDir, JOBS_CONCURRENCY: '8' }).jobs.maxRunningPerOrg).toBe(7);
-      expect(loadConfig({ ENGRAM_DATA_DIR: dataDir, JOBS_CONCURRENCY: '1' }).jobs.maxRunningPerOrg).toBe(1);
+    it('caps one org’s running jobs one below the instance’s concurrency on PostgreSQL, and at least one', () => {
+      const pg = { ENGRAM_DATA_DIR: dataDir, DATABASE_URL: 'postgres://u@h/db' };
+      expect(loadConfig(pg).jobs.maxRunningPerOrg).toBe(1);
+      expect(loadConfig({ ...pg, JOBS_CONCURRENCY: '8' }).jobs.maxRunningPerOrg).toBe(7);
+      expect(loadConfig({ ...pg, JOBS_CONCURRENCY: '1' }).jobs.maxRunningPerOrg).toBe(1);
+    });
+
+    it('leaves the embedded store uncapped unless told (one org; an index run must not hold up its embeddings)', () => {
+      expect(loadConfig({ ENGRAM_DATA_DIR: dataDir }).jobs.maxRunningPerOrg).toBeUndefined();
+      expect(loadConfig({ ENGRAM_DATA_DIR: dataDir, JOBS_MAX_RUNNING_PER_ORG: '1' }).jobs.maxRunningPerOrg).toBe(1);
     });
 
     it('takes JOBS_MAX_RUNNING_PER_ORG as given, 0 for no cap', () => {

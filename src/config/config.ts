@@ -732,9 +732,14 @@ export function loadConfig(env: Env = process.env): Config {
       backoffMaxMs: e.JOBS_BACKOFF_MAX_MS,
       leaseMs: e.JOBS_LEASE_MS,
       retentionMs: e.JOBS_RETENTION_HOURS * 3_600_000,
+      // Unset: one slot left to other orgs on a shared PostgreSQL server; no
+      // cap on the embedded store, where one org is the rule and an index run
+      // must not hold up embedding its own memories.
       maxRunningPerOrg:
         e.JOBS_MAX_RUNNING_PER_ORG === undefined
-          ? Math.max(1, e.JOBS_CONCURRENCY - 1)
+          ? e.DATABASE_URL === undefined
+            ? undefined
+            : Math.max(1, e.JOBS_CONCURRENCY - 1)
           : e.JOBS_MAX_RUNNING_PER_ORG === 0
             ? undefined
             : e.JOBS_MAX_RUNNING_PER_ORG,
