@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'ORG_NOT_FOUND'
   | 'ENTITY_NOT_FOUND'
   | 'CONFLICT'
+  | 'QUOTA_EXCEEDED'
   | 'PAYLOAD_TOO_LARGE'
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'EMBEDDING_DIMENSION_MISMATCH'
@@ -82,6 +83,12 @@ export const errors = {
   entityNotFound: (name: string) =>
     new AppError('ENTITY_NOT_FOUND', `Entity with name ${name} not found`, { details: { name } }),
   conflict: (message: string, details?: unknown) => new AppError('CONFLICT', message, { details }),
+  /**
+   * The org already holds as many of something as the server allows (its
+   * repositories): refused until it removes one, so not worth retrying.
+   */
+  quotaExceeded: (quota: 'repos', limit: number, used: number, message: string) =>
+    new AppError('QUOTA_EXCEEDED', message, { details: { quota, limit, used }, retryable: false }),
   dimensionMismatch: (model: string, expected: number, got: number) =>
     new AppError(
       'EMBEDDING_DIMENSION_MISMATCH',

@@ -451,6 +451,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       workspace,
       system,
       jobMaxAttempts: config.jobs.maxAttempts,
+      maxReposPerOrg: config.code.maxReposPerOrg,
       // A run queued here starts at once rather than at the worker's next poll.
       onQueued: () => worker.poke(),
     });
@@ -490,6 +491,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       ]),
       workerId: `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`,
       concurrency: config.jobs.concurrency,
+      maxRunningPerOrg: config.jobs.maxRunningPerOrg,
       pollMs: config.jobs.pollMs,
       leaseMs: config.jobs.leaseMs,
       backoff: { baseMs: config.jobs.backoffBaseMs, maxMs: config.jobs.backoffMaxMs },

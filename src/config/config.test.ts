@@ -99,6 +99,34 @@ describe(loadConfig.name, () => {
     });
   });
 
+  describe('tenant fairness limits', () => {
+    it('caps one org’s running jobs one below the instance’s concurrency on PostgreSQL, and at least one', () => {
+      const pg = { ENGRAM_DATA_DIR: dataDir, DATABASE_URL: 'postgres://u@h/db' };
+      expect(loadConfig(pg).jobs.maxRunningPerOrg).toBe(1);
+      expect(loadConfig({ ...pg, JOBS_CONCURRENCY: '8' }).jobs.maxRunningPerOrg).toBe(7);
+      expect(loadConfig({ ...pg, JOBS_CONCURRENCY: '1' }).jobs.maxRunningPerOrg).toBe(1);
+    });
+
+    it('leaves the embedded store uncapped unless told (one org; an index run must not hold up its embeddings)', () => {
+      expect(loadConfig({ ENGRAM_DATA_DIR: dataDir }).jobs.maxRunningPerOrg).toBeUndefined();
+      expect(loadConfig({ ENGRAM_DATA_DIR: dataDir, JOBS_MAX_RUNNING_PER_ORG: '1' }).jobs.maxRunningPerOrg).toBe(1);
+    });
+
+    it('takes JOBS_MAX_RUNNING_PER_ORG as given, 0 for no cap', () => {
+      expect(loadConfig({ ENGRAM_DATA_DIR: dataDir, JOBS_MAX_RUNNING_PER_ORG: '5' }).jobs.maxRunningPerOrg).toBe(5);
+      expect(
+        loadConfig({ ENGRAM_DATA_DIR: dataDir, JOBS_MAX_RUNNING_PER_ORG: '0' }).jobs.maxRunningPerOrg,
+      ).toBeUndefined();
+      expect(configError({ JOBS_MAX_RUNNING_PER_ORG: '-1' }).message).toContain('JOBS_MAX_RUNNING_PER_ORG');
+    });
+
+    it('lets an org register 100 repositories unless CODE_MAX_REPOS_PER_ORG says otherwise', () => {
+      expect(loadConfig({ ENGRAM_DATA_DIR: dataDir }).code.maxReposPerOrg).toBe(100);
+      expect(loadConfig({ ENGRAM_DATA_DIR: dataDir, CODE_MAX_REPOS_PER_ORG: '3' }).code.maxReposPerOrg).toBe(3);
+      expect(configError({ CODE_MAX_REPOS_PER_ORG: '0' }).message).toContain('CODE_MAX_REPOS_PER_ORG');
+    });
+  });
+
   describe('validation', () => {
     it('throws CONFIG_INVALID naming every invalid variable at once', () => {
       const error = configError({ PORT: 'abc', EMBEDDER: 'nope', DATABASE_URL: 'mysql://x', LOG_LEVEL: 'loud' });

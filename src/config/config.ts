@@ -138,6 +138,8 @@ const envSchema = z.object({
   JOBS_BACKOFF_MAX_MS: intFrom(900_000, 0, 86_400_000),
   JOBS_LEASE_MS: intFrom(300_000, 1_000, 86_400_000),
   JOBS_RETENTION_HOURS: intFrom(168, 0, 87_600),
+  // Unset: one below JOBS_CONCURRENCY (at least 1); 0: no cap.
+  JOBS_MAX_RUNNING_PER_ORG: z.coerce.number().int().min(0).max(100_000).optional(),
   CODE_ALLOWED_ROOTS: list(''),
   CODE_ORG_DIRS: list(''),
   CODE_GIT_PROTOCOLS: list('https'),
@@ -155,6 +157,7 @@ const envSchema = z.object({
   CODE_PARSE_THREADS: intFrom(Math.max(1, availableParallelism() - 1), 0, 64),
   CODE_PARSE_WORKER_MAX_MB: intFrom(512, 16, 16_384),
   CODE_MAX_REPO_BYTES: intFrom(268_435_456, 1, 1_099_511_627_776),
+  CODE_MAX_REPOS_PER_ORG: intFrom(100, 1, 1_000_000),
   SHUTDOWN_TIMEOUT_MS: intFrom(10_000, 0, 600_000),
   SHUTDOWN_DELAY_MS: intFrom(0, 0, 300_000),
   AUTH_ISSUER: z.string().trim().min(1).optional(),
@@ -343,6 +346,8 @@ export interface CodeConfig {
   readonly parseWorkerMaxMb: number;
   /** Bytes of source files one repository may have to index; a run over it fails (not retried). */
   readonly maxRepoBytes: number;
+  /** Repositories one org may register; past it, registering answers 409 QUOTA_EXCEEDED. */
+  readonly maxReposPerOrg: number;
 }
 
 /** Git remotes: the outbound policy they pass and the limits of a clone. */
@@ -378,6 +383,11 @@ export interface JobsConfig {
   readonly leaseMs: number;
   /** Succeeded jobs are deleted this long after they finished. */
   readonly retentionMs: number;
+  /**
+   * Jobs of one org running at once, counted across every worker of the
+   * store, so one org never holds every slot; undefined: no cap.
+   */
+  readonly maxRunningPerOrg: number | undefined;
 }
 
 export interface AuthConfig {
@@ -733,6 +743,17 @@ export function loadConfig(env: Env = process.env): Config {
       backoffMaxMs: e.JOBS_BACKOFF_MAX_MS,
       leaseMs: e.JOBS_LEASE_MS,
       retentionMs: e.JOBS_RETENTION_HOURS * 3_600_000,
+      // Unset: one slot left to other orgs on a shared PostgreSQL server; no
+      // cap on the embedded store, where one org is the rule and an index run
+      // must not hold up embedding its own memories.
+      maxRunningPerOrg:
+        e.JOBS_MAX_RUNNING_PER_ORG === undefined
+          ? e.DATABASE_URL === undefined
+            ? undefined
+            : Math.max(1, e.JOBS_CONCURRENCY - 1)
+          : e.JOBS_MAX_RUNNING_PER_ORG === 0
+            ? undefined
+            : e.JOBS_MAX_RUNNING_PER_ORG,
     }),
     code: Object.freeze({
       allowedRoots: e.CODE_ALLOWED_ROOTS.map((r) => path.resolve(r)),
@@ -753,6 +774,7 @@ export function loadConfig(env: Env = process.env): Config {
       parseThreads: e.CODE_PARSE_THREADS,
       parseWorkerMaxMb: e.CODE_PARSE_WORKER_MAX_MB,
       maxRepoBytes: e.CODE_MAX_REPO_BYTES,
+      maxReposPerOrg: e.CODE_MAX_REPOS_PER_ORG,
     }),
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     shutdownDelayMs: e.SHUTDOWN_DELAY_MS,

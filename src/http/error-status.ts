@@ -14,6 +14,8 @@ export const STATUS_BY_CODE: Record<ErrorCode, number> = {
   ORG_NOT_FOUND: 404,
   ENTITY_NOT_FOUND: 404,
   CONFLICT: 409,
+  // Not 429: waiting does not help, removing something does. Not 403: the credential may do this.
+  QUOTA_EXCEEDED: 409,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   EMBEDDING_DIMENSION_MISMATCH: 500,

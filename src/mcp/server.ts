@@ -72,6 +72,7 @@ const CLIENT_ERRORS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'ORG_NOT_FOUND',
   'ENTITY_NOT_FOUND',
   'CONFLICT',
+  'QUOTA_EXCEEDED',
   'PAYLOAD_TOO_LARGE',
   'RATE_LIMITED',
 ]);

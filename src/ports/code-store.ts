@@ -165,6 +165,12 @@ export interface CodeStore {
   findRepo(id: string): Promise<Repo | undefined>;
   /** Locks the repo row for the rest of the transaction (re-index requests queue behind each other). */
   lockRepo(id: string): Promise<Repo | undefined>;
+  /**
+   * How many repositories the org has, after taking the org's registration
+   * lock for the rest of the transaction: registrations of one org queue
+   * behind each other, so a count-then-insert cannot pass a quota.
+   */
+  lockRepoCount(): Promise<number>;
   findRepos(): Promise<Repo[]>;
   updateRepo(id: string, patch: RepoPatch): Promise<Repo | undefined>;
   deleteRepo(id: string): Promise<boolean>;

@@ -28,6 +28,12 @@ export interface ClaimRequest {
   readonly limit: number;
   readonly leaseMs: number;
   readonly kinds: readonly string[];
+  /**
+   * At most this many jobs of one org running at once, counted across every
+   * worker (JOBS_MAX_RUNNING_PER_ORG), so one org cannot hold every slot;
+   * undefined: no cap.
+   */
+  readonly maxRunningPerOrg?: number | undefined;
 }
 
 /**
@@ -36,13 +42,19 @@ export interface ClaimRequest {
  * nothing when that worker has lost its lease, so a stalled worker that wakes
  * up can never overwrite what another worker did since.
  *
- * Claiming never blocks on another worker's claim (FOR UPDATE SKIP LOCKED).
+ * Claiming is fair across orgs: a free slot goes to the org with the fewest
+ * running jobs (then its oldest due job), so one org's 50 index runs cannot
+ * starve another org's embed job. Claims take turns (each waits for the one
+ * before it, which lasts one short statement, so the running counts are
+ * exact) and never wait for a job row locked by anything else (SKIP LOCKED).
  */
 export interface JobQueue {
   /**
    * First returns running jobs whose lease expired to queued (or dead, when
    * that was their last attempt), then claims up to `limit` due jobs of the
-   * given kinds, oldest due first: running, attempts + 1, leased until now + leaseMs.
+   * given kinds, round-robin by org — fewest running first, oldest due first
+   * within an org, none of an org at its `maxRunningPerOrg` — returned in that
+   * order: running, attempts + 1, leased until now + leaseMs.
    */
   claim(req: ClaimRequest): Promise<Job[]>;
   /** Pushes a held job's lease to now + `leaseMs` (a long run's heartbeat); false when the worker no longer holds it. */

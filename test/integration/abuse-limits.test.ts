@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -266,6 +267,58 @@ describe(`legacy SSE sessions (${backend})`, () => {
     let done = false;
     while (!done) done = (await session.reader?.read())?.done ?? true;
     expect(done).toBe(true);
+  });
+});
+
+describe(`repositories per org (${backend})`, () => {
+  const MAX_REPOS = 3;
+  let t: TestEngram;
+  let top: string;
+  beforeAll(async () => {
+    top = realpathSync(mkdtempSync(path.join(tmpdir(), 'engram-repo-quota-')));
+    t = await createTestEngram({ CODE_ALLOWED_ROOTS: top, CODE_MAX_REPOS_PER_ORG: String(MAX_REPOS) });
+  });
+  afterAll(async () => {
+    await t?.close();
+    rmSync(top, { recursive: true, force: true });
+  });
+
+  /** Registers a fresh directory of the org's own (nothing is indexed: no test here runs the queue). */
+  const register = (org: TestOrg, name: string) => {
+    const dir = path.join(top, org.slug, name);
+    mkdirSync(dir, { recursive: true });
+    return t.app.inject({ method: 'POST', url: '/v1/repos', headers: org.auth, payload: { path: dir } });
+  };
+  const repoIds = async (org: TestOrg): Promise<string[]> => {
+    const res = await t.app.inject({ method: 'GET', url: '/v1/repos', headers: org.auth });
+    return res.json<{ items: Array<{ id: string }> }>().items.map((r) => r.id);
+  };
+
+  it('refuses a repository past CODE_MAX_REPOS_PER_ORG with 409 QUOTA_EXCEEDED, and counts only the org’s own', async () => {
+    const [a, b] = [await t.makeOrg(), await t.makeOrg()];
+    for (let i = 0; i < MAX_REPOS; i++) expect((await register(a, `r${i}`)).statusCode).toBe(202);
+    const refused = await register(a, 'one-too-many');
+    expect(refused.statusCode).toBe(409);
+    expect(refused.json()).toMatchObject({
+      error: { code: 'QUOTA_EXCEEDED', details: { quota: 'repos', limit: MAX_REPOS, used: MAX_REPOS } },
+    });
+    expect(refused.json<{ error: { message: string } }>().error.message).toMatch(/CODE_MAX_REPOS_PER_ORG/);
+    expect(await repoIds(a)).toHaveLength(MAX_REPOS);
+    // Another org's repositories do not count against it, nor its against them.
+    expect((await register(b, 'r0')).statusCode).toBe(202);
+    // Deleting one frees its place.
+    const [first] = await repoIds(a);
+    const del = await t.app.inject({ method: 'DELETE', url: `/v1/repos/${first}`, headers: a.auth });
+    expect(del.statusCode).toBe(204);
+    expect((await register(a, 'one-too-many')).statusCode).toBe(202);
+  });
+
+  it('holds the cap when registrations race', async () => {
+    const c = await t.makeOrg();
+    const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => register(c, `race${i}`)));
+    const statuses = answers.map((r) => r.statusCode).sort();
+    expect(statuses).toEqual([202, 202, 202, 409, 409, 409]);
+    expect(await repoIds(c)).toHaveLength(MAX_REPOS);
   });
 });
 

@@ -55,7 +55,8 @@ describe(`code indexing sandbox (${backend})`, () => {
     return { repo, job };
   };
   const repoDir = (name: string, files: Record<string, string>): string => {
-    const dir = path.join(roots, name);
+    // Each org registers under its own directory, <root>/<org slug>/.
+    const dir = path.join(roots, a.slug, name);
     makeRepo(dir, files);
     return dir;
   };

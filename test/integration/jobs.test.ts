@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { v7 as uuidv7 } from 'uuid';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildCli } from '../../src/cli/main.ts';
 import type { Job } from '../../src/domain/jobs/job.types.ts';
@@ -344,6 +345,95 @@ describe(`background jobs (${backend})`, () => {
     expect(new Set(got).size).toBe(got.length);
     expect(got.sort()).toEqual([...ids].sort());
     expect(a?.every((j) => j.lockedBy === 'claimer-a' && j.state === 'running' && j.attempts === 1)).toBe(true);
+  });
+
+  describe('fair claiming across orgs', () => {
+    /** A kind of its own per test, so no other test's jobs are claimed with these. */
+    const kindFor = () => `test_fair_${++n}`;
+    const tenantDb = () => new PgTenantDb(t.engram.database.db, { canActAsSystem: false });
+    /** Queues `count` jobs of `kind` for `org` in one transaction; returns their ids, oldest first. */
+    const enqueue = (org: TestOrg, kind: string, count: number): Promise<string[]> =>
+      tenantDb().withTenant(org.orgId, async ({ jobs }) => {
+        const batch = Array.from({ length: count }, () => ({ id: uuidv7(), kind, payload: {}, maxAttempts: 3 }));
+        await jobs.insertJobs(batch);
+        return batch.map((j) => j.id);
+      });
+    const claim = (workerId: string, kind: string, limit: number, maxRunningPerOrg?: number) =>
+      t.engram.jobQueue.claim({ workerId, limit, leaseMs: 3_600_000, kinds: [kind], maxRunningPerOrg });
+    const ids = (jobs: Job[]) => jobs.map((j) => j.id);
+
+    it('gives a free slot to another org before the 50 jobs one org queued earlier', async () => {
+      const kind = kindFor();
+      const [a, b] = [await t.makeOrg(), await t.makeOrg()];
+      const aJobs = await enqueue(a, kind, 50);
+      const [bJob] = await enqueue(b, kind, 1);
+      // One slot frees at a time: A's oldest first (both orgs run nothing), then B's (A now runs one).
+      expect(ids(await claim('fair-1', kind, 1))).toEqual([aJobs[0]]);
+      expect(ids(await claim('fair-2', kind, 1))).toEqual([bJob]);
+      expect(ids(await claim('fair-3', kind, 1))).toEqual([aJobs[1]]);
+    });
+
+    it('claims round-robin by org within one claim, oldest first within an org', async () => {
+      const kind = kindFor();
+      const [a, b, c] = [await t.makeOrg(), await t.makeOrg(), await t.makeOrg()];
+      const aJobs = await enqueue(a, kind, 50);
+      const bJobs = await enqueue(b, kind, 1);
+      const cJobs = await enqueue(c, kind, 2);
+      const got = await claim('fair-rr', kind, 4);
+      expect(ids(got)).toEqual([aJobs[0], bJobs[0], cJobs[0], aJobs[1]]);
+      expect(got.every((j) => j.state === 'running' && j.lockedBy === 'fair-rr' && j.attempts === 1)).toBe(true);
+    });
+
+    it('never runs more of one org’s jobs at once than the per-org cap, across workers', async () => {
+      const kind = kindFor();
+      const [a, b] = [await t.makeOrg(), await t.makeOrg()];
+      const aJobs = await enqueue(a, kind, 50);
+      const first = await claim('cap-1', kind, 5, 2);
+      expect(ids(first)).toEqual(aJobs.slice(0, 2));
+      // Another worker with free slots finds A at its cap: nothing to claim, however many A queued.
+      expect(await claim('cap-2', kind, 5, 2)).toEqual([]);
+      // B is not held back by A.
+      const [bJob] = await enqueue(b, kind, 1);
+      expect(ids(await claim('cap-2', kind, 5, 2))).toEqual([bJob]);
+      // When one of A's runs ends, A gets one slot back.
+      expect(await t.engram.jobQueue.complete(first[0] as Job, 'cap-1')).toBe(true);
+      expect(ids(await claim('cap-2', kind, 5, 2))).toEqual([aJobs[2]]);
+      // Without a cap, the rest of A's due jobs are claimable.
+      expect(await claim('cap-3', kind, 5)).toHaveLength(5);
+    });
+
+    it('holds the cap when two workers claim one org’s jobs of different kinds at the same time', async () => {
+      // Each worker alone would pick two jobs of its kind; only taking turns keeps the sum at the cap.
+      const [k1, k2] = [kindFor(), kindFor()];
+      const a = await t.makeOrg();
+      await enqueue(a, k1, 10);
+      await enqueue(a, k2, 10);
+      for (let round = 0; round < 5; round++) {
+        const [x, y] = await Promise.all([claim(`race-x-${round}`, k1, 5, 2), claim(`race-y-${round}`, k2, 5, 2)]);
+        const got = [...(x ?? []), ...(y ?? [])];
+        expect(got).toHaveLength(2);
+        await Promise.all(got.map((j) => t.engram.jobQueue.complete(j, j.lockedBy ?? '')));
+      }
+    });
+
+    it('runs no more of one org’s jobs per round than the worker’s per-org cap', async () => {
+      const kind = kindFor();
+      const a = await t.makeOrg();
+      await enqueue(a, kind, 3);
+      const worker = new JobWorker({
+        queue: t.engram.jobQueue,
+        handlers: new Map([[kind, async () => undefined]]),
+        workerId: `cap-worker-${++n}`,
+        concurrency: 2,
+        maxRunningPerOrg: 1,
+        pollMs: 10,
+        leaseMs: 3_600_000,
+        backoff: { baseMs: 600_000, maxMs: 600_000 },
+        retentionMs: 3_600_000,
+      });
+      expect(await worker.runOnce()).toBe(1);
+      expect(await worker.drain()).toBe(2);
+    });
   });
 
   it('lists and re-drives dead jobs from the CLI, through the server', async () => {

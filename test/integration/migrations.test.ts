@@ -170,8 +170,9 @@ describe(`migrate down then up with data (${backend})`, () => {
       const before = await snapshotAll(t.engram.database.adminDb);
       expect(before.find((s) => s.table === 'graph_embedding_queue')?.rows).toBe(1);
 
-      // 0019 (import quotas) and 0020 (memory postings) came after 0018; down past them to reach 0018.
-      expect((await t.engram.migrator.down(3)).map((r) => r.name)).toEqual([
+      // 0019 (import quotas), 0020 (memory postings) and 0021 (fair job claims) came after 0018; down past them to reach 0018.
+      expect((await t.engram.migrator.down(4)).map((r) => r.name)).toEqual([
+        'jobs_fair_claim',
         'memory_postings',
         'import_quota',
         'graph_scale',

@@ -20,6 +20,8 @@ export interface RepoServiceDeps {
   /** Other orgs' local repositories: a directory one org holds cannot be registered by another. */
   readonly system: Pick<SystemStore, 'findLocalRepoLocations'>;
   readonly jobMaxAttempts: number;
+  /** Repositories one org may register (CODE_MAX_REPOS_PER_ORG); past it, 409 QUOTA_EXCEEDED. */
+  readonly maxReposPerOrg: number;
   /** Called after a run was queued (and committed): wakes this process's job worker instead of waiting for its poll. */
   readonly onQueued?: (() => void) | undefined;
 }
@@ -80,6 +82,16 @@ export class RepoService {
     const repoId = uuidv7();
     const job = indexRepoJob(repoId, this.deps.jobMaxAttempts);
     const repo = await this.deps.tenantDb.withTenant(ctx.orgId, async ({ code, jobs }) => {
+      const used = await code.lockRepoCount();
+      const max = this.deps.maxReposPerOrg;
+      if (used >= max) {
+        throw errors.quotaExceeded(
+          'repos',
+          max,
+          used,
+          `The org has ${used} repositories, the most this server allows (CODE_MAX_REPOS_PER_ORG=${max}); delete one to register another`,
+        );
+      }
       const inserted = await code.insertRepo({
         id: repoId,
         name,

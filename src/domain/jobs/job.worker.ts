@@ -41,6 +41,8 @@ export interface JobWorkerOptions {
   readonly workerId: string;
   /** Jobs run at the same time. */
   readonly concurrency: number;
+  /** Jobs of one org running at once across all workers (the queue enforces it); undefined: no cap. */
+  readonly maxRunningPerOrg?: number | undefined;
   /** Pause between polls when nothing is due. */
   readonly pollMs: number;
   /** How long a claimed job is held before another worker may reclaim it. */
@@ -130,6 +132,7 @@ export class JobWorker {
       limit: Math.max(1, this.opts.concurrency),
       leaseMs: this.opts.leaseMs,
       kinds: this.claimable(),
+      maxRunningPerOrg: this.opts.maxRunningPerOrg,
     });
     await Promise.all(jobs.map((job) => this.track(job)));
     return jobs.length;
@@ -168,6 +171,7 @@ export class JobWorker {
             limit: free,
             leaseMs: this.opts.leaseMs,
             kinds: this.claimable(),
+            maxRunningPerOrg: this.opts.maxRunningPerOrg,
           });
           for (const job of jobs) void this.track(job);
           claimed = jobs.length;

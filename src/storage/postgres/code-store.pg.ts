@@ -46,6 +46,10 @@ const isUuid = (s: string): boolean => UUID_RE.test(s);
 
 /** Rows per multi-row INSERT: ~20 columns each stays far below the 65,535-parameter limit. */
 const INSERT_BATCH = 500;
+
+/** The first key of the per-org registration lock (the second is a hash of the org id). */
+const REPO_REGISTRY_LOCK_CLASS = 4_203_172;
+
 /** Rows per bulk statement (`unnest` of one array per column, or `jsonRecordset`): only size bounds it. */
 const UNNEST_BATCH = 10_000;
 
@@ -226,6 +230,14 @@ export class PgCodeStore implements CodeStore {
     const r = await sql<RepoRowDb>`SELECT ${REPO_COLUMNS} FROM code_repos
       WHERE org_id = ${this.orgId} AND id = ${id} FOR UPDATE`.execute(this.tx);
     return r.rows[0] === undefined ? undefined : toRepo(r.rows[0]);
+  }
+
+  async lockRepoCount(): Promise<number> {
+    // Two-key advisory locks never meet the queue's one-key lock; two orgs whose ids hash alike only queue together.
+    await sql`SELECT pg_advisory_xact_lock(${REPO_REGISTRY_LOCK_CLASS}, hashtext(${this.orgId}))`.execute(this.tx);
+    const r = await sql<{ n: number }>`SELECT count(*)::int AS n FROM code_repos
+      WHERE org_id = ${this.orgId}`.execute(this.tx);
+    return r.rows[0]?.n ?? 0;
   }
 
   async findRepos(): Promise<Repo[]> {

@@ -9,6 +9,12 @@ import { isUuid } from './tenant-db.pg.ts';
 
 type JobRecord = Selectable<JobsTable>;
 
+/**
+ * The transaction-scoped advisory lock claims take in turn (the migrator's
+ * is 4_203_172_026): an arbitrary constant no other lock in the database uses.
+ */
+const CLAIM_LOCK_KEY = 4_203_172_027;
+
 /** Failure texts are bounded: they are stored per job and shown to clients. */
 const MAX_ERROR_CHARS = 1_000;
 
@@ -158,6 +164,8 @@ export class PgJobQueue implements JobQueue {
 
   async claim(req: ClaimRequest): Promise<Job[]> {
     if (req.limit <= 0 || req.kinds.length === 0) return [];
+    // NULL: no cap (least() ignores it).
+    const cap = req.maxRunningPerOrg === undefined ? null : Math.max(0, req.maxRunningPerOrg);
     return this.asSystem(async (tx) => {
       // Expired leases first: their worker crashed or stalled. The run it
       // started counts as an attempt, so a job that kills its worker dies
@@ -173,18 +181,51 @@ export class PgJobQueue implements JobQueue {
           ORDER BY locked_until LIMIT 1000 FOR UPDATE SKIP LOCKED
         ) x
         WHERE j.org_id = x.org_id AND j.id = x.id`.execute(tx);
-      const r = await sql<JobRecord>`
+      // Claims queue behind each other (for as long as one claim statement
+      // takes): each then sees what the one before it claimed, so the running
+      // counts that order the orgs, and the cap, are exact across workers.
+      await sql`SELECT pg_advisory_xact_lock(${CLAIM_LOCK_KEY})`.execute(tx);
+      const r = await sql<JobRecord & { turn: number }>`
+        WITH RECURSIVE waiting (org_id) AS (
+          -- The orgs with queued jobs, one index probe each (a loose index scan).
+          (SELECT org_id FROM jobs WHERE state = 'queued' ORDER BY org_id LIMIT 1)
+          UNION ALL
+          SELECT (SELECT q.org_id FROM jobs q WHERE q.state = 'queued' AND q.org_id > w.org_id
+                  ORDER BY q.org_id LIMIT 1)
+          FROM waiting w WHERE w.org_id IS NOT NULL
+        ), candidates AS (
+          -- Per org, its oldest due jobs, as many as it may still start; the
+          -- k-th of an org that runs n jobs now would be its (n + k)-th.
+          SELECT c.org_id, c.id, c.run_at, busy.n + c.k AS turn
+          FROM waiting w
+          CROSS JOIN LATERAL (
+            SELECT count(*)::int AS n FROM jobs b WHERE b.org_id = w.org_id AND b.state = 'running'
+          ) busy
+          CROSS JOIN LATERAL (
+            SELECT q.org_id, q.id, q.run_at, row_number() OVER (ORDER BY q.run_at, q.id)::int AS k
+            FROM jobs q
+            WHERE q.org_id = w.org_id AND q.state = 'queued' AND q.run_at <= now()
+              AND q.kind = ANY(${[...req.kinds]}::text[])
+            ORDER BY q.run_at, q.id
+            LIMIT greatest(0, least(${req.limit}::int, ${cap}::int - busy.n))
+          ) c
+          WHERE w.org_id IS NOT NULL
+        ), picked AS (
+          -- Fewest running first (round-robin by org), then oldest due.
+          SELECT org_id, id, turn FROM candidates ORDER BY turn, run_at, id LIMIT ${req.limit}
+        ), locked AS (
+          SELECT q.org_id, q.id, p.turn FROM jobs q JOIN picked p ON q.org_id = p.org_id AND q.id = p.id
+          WHERE q.state = 'queued' FOR UPDATE OF q SKIP LOCKED
+        )
         UPDATE jobs j SET
           state = 'running', attempts = j.attempts + 1, updated_at = now(),
           locked_by = ${req.workerId}, locked_until = now() + ${req.leaseMs} * interval '1 millisecond'
-        FROM (
-          SELECT org_id, id FROM jobs
-          WHERE state = 'queued' AND run_at <= now() AND kind = ANY(${[...req.kinds]}::text[])
-          ORDER BY run_at, id LIMIT ${req.limit} FOR UPDATE SKIP LOCKED
-        ) c
-        WHERE j.org_id = c.org_id AND j.id = c.id
-        RETURNING j.*`.execute(tx);
-      return r.rows.map(toJob).sort((a, b) => a.runAt.getTime() - b.runAt.getTime());
+        FROM locked l
+        WHERE j.org_id = l.org_id AND j.id = l.id
+        RETURNING j.*, l.turn`.execute(tx);
+      return r.rows
+        .sort((a, b) => a.turn - b.turn || new Date(a.run_at).getTime() - new Date(b.run_at).getTime())
+        .map(toJob);
     });
   }
 
