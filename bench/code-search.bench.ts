@@ -225,7 +225,7 @@ async function main(opts: Options, facts: BenchFacts): Promise<number> {
   };
   const repo = await engram.repos.register(ctx, { path: repoDir, name: 'corpus' });
   const countRows = () =>
-    engram.database.db.transaction().execute(async (tx) => {
+    engram.database.adminDb.transaction().execute(async (tx) => {
       const r = await sql<{ chunks: number; vectors: number }>`SELECT
         (SELECT count(*)::int FROM code_chunks WHERE org_id = ${org.id}) AS chunks,
         (SELECT count(*)::int FROM code_chunk_embeddings WHERE org_id = ${org.id}) AS vectors`.execute(tx);

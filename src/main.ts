@@ -4,6 +4,7 @@ import pino, { type DestinationStream, type Logger, type LoggerOptions } from 'p
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { sql } from 'kysely';
 import { buildApp, type AppDeps } from './app.ts';
 import { Authenticator } from './auth/authenticator.ts';
 import { DpopVerifier } from './auth/dpop.ts';
@@ -157,7 +158,8 @@ async function openWithRetry(config: Config, log: Logger, policy: DependencyPoli
   if (config.store.kind === 'postgres') {
     const url = new URL(config.store.url);
     const where = `${url.hostname}:${url.port === '' ? '5432' : url.port}`;
-    const probe = await openDatabase(config.store);
+    // Without session roles: before the first migration they do not exist yet.
+    const probe = await openDatabase(config.store, { sessionRoles: false });
     try {
       await waitForDependency(() => probe.ping(), {
         timeoutMs: config.resilience.startupTimeoutMs,
@@ -182,7 +184,9 @@ async function openWithRetry(config: Config, log: Logger, policy: DependencyPoli
   }
   const db = await openDatabase(config.store, { policy, onConnectionError });
   try {
-    await db.ping();
+    // The owner's pool, which migrates next; the app and system pools start as roles the first
+    // migration creates, and are checked after it (checkSessionRoles).
+    await sql`select 1`.execute(db.adminDb);
   } catch (e) {
     await db.close().catch(() => undefined);
     throw e;
@@ -289,9 +293,11 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
     const queryTracing = tracer === undefined ? undefined : new QueryTracingPlugin(tracer);
     const traceDb = (db: Database['db']) => (queryTracing === undefined ? db : db.withPlugin(queryTracing));
     const appDb = traceDb(database.db);
-    const systemDb = database.adminDb === database.db ? appDb : traceDb(database.adminDb);
-    const system = new PgSystemStore(appDb, systemDb);
+    const systemDb = database.systemDb === database.db ? appDb : traceDb(database.systemDb);
+    const adminDb = database.adminDb === database.db ? appDb : traceDb(database.adminDb);
+    const system = new PgSystemStore(appDb, systemDb, adminDb);
     if (await migrator.isCurrent()) {
+      await database.checkSessionRoles();
       await system.registerEmbeddingModel({
         name: embedder.model,
         provider: embedder.provider,
@@ -427,7 +433,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       requireDpop: config.auth.dpop.required,
     });
     const reembed = new ReembedService({ tenantDb, system, embedder });
-    const jobQueue = new PgJobQueue(database.adminDb);
+    const jobQueue = new PgJobQueue(database.systemDb);
     const jobs = new JobService({ tenantDb });
     const workspace = new LocalRepoWorkspace({
       dataDir: config.dataDir,

@@ -70,7 +70,9 @@ describe(loadConfig.name, () => {
         kind: 'postgres',
         url,
         adminUrl: url,
+        systemUrl: url,
         poolMax: 10,
+        systemPoolMax: 3,
         idleTimeoutMs: 30_000,
         connectTimeoutMs: 5_000,
         statementTimeoutMs: 30_000,
@@ -84,6 +86,16 @@ describe(loadConfig.name, () => {
         ENGRAM_DATA_DIR: dataDir,
       });
       expect(config.store.kind === 'postgres' && config.store.adminUrl).toBe('postgresql://admin@h/db');
+    });
+
+    it('returns the separate system login and pool size when set', () => {
+      const config = loadConfig({
+        DATABASE_URL: 'postgresql://app@h/db',
+        DATABASE_SYSTEM_URL: 'postgresql://system@h/db',
+        DATABASE_SYSTEM_POOL_MAX: '5',
+        ENGRAM_DATA_DIR: dataDir,
+      });
+      expect(config.store).toMatchObject({ systemUrl: 'postgresql://system@h/db', systemPoolMax: 5 });
     });
   });
 

@@ -17,6 +17,7 @@ import { parseHostEntry } from '../net/outbound-policy.ts';
 const SECRET_VARS = [
   'DATABASE_URL',
   'DATABASE_ADMIN_URL',
+  'DATABASE_SYSTEM_URL',
   'VALKEY_URL',
   'OPENAI_API_KEY',
   'RERANK_API_KEY',
@@ -77,7 +78,9 @@ const envSchema = z.object({
   ENGRAM_API_KEY: z.string().min(1).optional(),
   DATABASE_URL: optionalUrl(['postgres:', 'postgresql:']),
   DATABASE_ADMIN_URL: optionalUrl(['postgres:', 'postgresql:']),
+  DATABASE_SYSTEM_URL: optionalUrl(['postgres:', 'postgresql:']),
   DATABASE_POOL_MAX: intFrom(10, 1, 500),
+  DATABASE_SYSTEM_POOL_MAX: intFrom(3, 1, 100),
   DATABASE_POOL_IDLE_TIMEOUT_MS: intFrom(30_000, 100, 3_600_000),
   DATABASE_CONNECT_TIMEOUT_MS: intFrom(5_000, 100, 120_000),
   DATABASE_STATEMENT_TIMEOUT_MS: intFrom(30_000, 0, 3_600_000),
@@ -456,7 +459,10 @@ export type StoreConfig =
       readonly kind: 'postgres';
       readonly url: string;
       readonly adminUrl: string;
+      /** Login of the system pool (sessions as engram_system); DATABASE_URL unless set. */
+      readonly systemUrl: string;
       readonly poolMax: number;
+      readonly systemPoolMax: number;
       readonly idleTimeoutMs: number;
       readonly connectTimeoutMs: number;
       readonly statementTimeoutMs: number;
@@ -542,6 +548,9 @@ export function loadConfig(env: Env = process.env): Config {
   }
   if (resolved.DATABASE_ADMIN_URL !== undefined && resolved.DATABASE_URL === undefined) {
     problems.push('DATABASE_ADMIN_URL: only meaningful together with DATABASE_URL');
+  }
+  if (resolved.DATABASE_SYSTEM_URL !== undefined && resolved.DATABASE_URL === undefined) {
+    problems.push('DATABASE_SYSTEM_URL: only meaningful together with DATABASE_URL');
   }
   const jwtSources = [resolved.AUTH_JWKS_URL, resolved.AUTH_JWKS, resolved.AUTH_HS256_SECRET].filter(
     (v) => v !== undefined,
@@ -649,7 +658,9 @@ export function loadConfig(env: Env = process.env): Config {
           kind: 'postgres',
           url: e.DATABASE_URL,
           adminUrl: e.DATABASE_ADMIN_URL ?? e.DATABASE_URL,
+          systemUrl: e.DATABASE_SYSTEM_URL ?? e.DATABASE_URL,
           poolMax: e.DATABASE_POOL_MAX,
+          systemPoolMax: e.DATABASE_SYSTEM_POOL_MAX,
           idleTimeoutMs: e.DATABASE_POOL_IDLE_TIMEOUT_MS,
           connectTimeoutMs: e.DATABASE_CONNECT_TIMEOUT_MS,
           statementTimeoutMs: e.DATABASE_STATEMENT_TIMEOUT_MS,
@@ -889,7 +900,9 @@ export function redactedSummary(config: Config): Record<string, unknown> {
           kind: 'postgres',
           url: redactUrl(config.store.url),
           adminUrl: redactUrl(config.store.adminUrl),
+          systemUrl: redactUrl(config.store.systemUrl),
           poolMax: config.store.poolMax,
+          systemPoolMax: config.store.systemPoolMax,
           connectTimeoutMs: config.store.connectTimeoutMs,
           statementTimeoutMs: config.store.statementTimeoutMs,
         };

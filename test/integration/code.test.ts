@@ -651,7 +651,7 @@ describe(`code intelligence (${backend})`, () => {
     it('deletes an org’s files, symbols and edges with the org, and nothing of another org', async () => {
       const other = await rawCounts(a);
       expect((await rawCounts(b)).symbols).toBeGreaterThan(0);
-      await sql`DELETE FROM orgs WHERE id = ${b.orgId}`.execute(t.engram.database.db);
+      await sql`DELETE FROM orgs WHERE id = ${b.orgId}`.execute(t.engram.database.adminDb);
       expect(await rawCounts(b)).toEqual({ repos: 0, files: 0, symbols: 0, edges: 0 });
       expect(await rawCounts(a)).toEqual(other);
     });

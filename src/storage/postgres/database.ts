@@ -18,21 +18,53 @@ import type { DB } from './schema.ts';
 
 /**
  * An open store: the same Kysely API over embedded PGlite or a PostgreSQL pool.
- * `db` is the app's handle (tenant work goes through `withTenant`, which drops
- * to the `engram_app` role); `adminDb` runs migrations and system work.
- * In embedded mode both are the same single PGlite session.
+ * On PostgreSQL there are three pools, each with its own session role:
+ * - `db`, the app's handle: its sessions start as `engram_app` (a startup
+ *   option, so even RESET ROLE or DISCARD ALL stay there). Tenant work goes
+ *   through `withTenant`, which names the org per transaction; any other query
+ *   on it runs under RLS with no org and sees nothing.
+ * - `systemDb`, for system work across orgs (org and quota lookups, audit
+ *   chains, the job queue, the code registry): sessions start as
+ *   `engram_system`. DATABASE_SYSTEM_URL, else DATABASE_URL.
+ * - `adminDb`, the login itself (the owner with DATABASE_ADMIN_URL): migrations
+ *   and maintenance that need ownership (ANALYZE, VACUUM, index creation).
+ * In embedded mode all three are the same single PGlite session, which runs
+ * as its superuser: RLS does not confine it, and `withTenant` switches role
+ * per transaction as on PostgreSQL.
  */
 export interface Database {
   readonly kind: 'pglite' | 'postgres';
   readonly db: Kysely<DB>;
+  readonly systemDb: Kysely<DB>;
   readonly adminDb: Kysely<DB>;
   /** Cheap liveness probe of the store. */
   ping(): Promise<void>;
+  /**
+   * Checks that the app and system pools run as `engram_app` and
+   * `engram_system` (a pooler that drops startup options would leave them as
+   * the login); throws CONFIG_INVALID if not. Needs the roles, so call it after migrations.
+   */
+  checkSessionRoles(): Promise<void>;
   /** The store's circuit breaker (PostgreSQL with a policy); undefined for the embedded store. */
   readonly breaker: DependencyPolicy | undefined;
   /** Connections of the application pool, for metrics (PGlite: its one session). */
   poolStats(): { total: number; idle: number; waiting: number };
   close(): Promise<void>;
+}
+
+/** The session roles of the app and system pools (migration 0001 creates them). */
+export const APP_ROLE = 'engram_app';
+export const SYSTEM_ROLE = 'engram_system';
+
+/**
+ * `url` with `-c role=<role>` added to its startup `options` (after any the
+ * URL already has: node-postgres lets the URL's options override the config's).
+ */
+export function withSessionRole(url: string, role: string): string {
+  const u = new URL(url);
+  const options = [u.searchParams.get('options'), `-c role=${role}`].filter((o) => o !== null && o !== '');
+  u.searchParams.set('options', options.join(' '));
+  return u.toString();
 }
 
 // node-postgres returns int8/numeric as strings; our counts are cast to int in SQL.
@@ -47,6 +79,12 @@ export interface OpenDatabaseOptions {
   readonly policy?: DependencyPolicy | undefined;
   /** Told when a pooled connection is lost (a PostgreSQL restart); the process keeps running. */
   readonly onConnectionError?: ((e: Error) => void) | undefined;
+  /**
+   * false: the app and system pools connect as the login, without a session
+   * role. Only for the startup probe, which may run before the first
+   * migration has created the roles (a connection naming a missing role fails).
+   */
+  readonly sessionRoles?: boolean | undefined;
 }
 
 export async function openDatabase(config: StoreConfig, opts: OpenDatabaseOptions = {}): Promise<Database> {
@@ -57,10 +95,12 @@ export async function openDatabase(config: StoreConfig, opts: OpenDatabaseOption
     return {
       kind: 'pglite',
       db,
+      systemDb: db,
       adminDb: db,
       ping: async () => {
         await sql`select 1`.execute(db);
       },
+      checkSessionRoles: () => Promise.resolve(),
       poolStats: () => ({ total: 1, idle: 1, waiting: 0 }),
       breaker: undefined,
       close: () => db.destroy(),
@@ -85,22 +125,41 @@ export async function openDatabase(config: StoreConfig, opts: OpenDatabaseOption
     return pool;
   };
   const dialect = (pool: pg.Pool) => new GuardedPostgresDialect({ pool }, opts.policy);
-  const pool = makePool(config.url, config.poolMax);
+  const as = (url: string, role: string) => (opts.sessionRoles === false ? url : withSessionRole(url, role));
+  const pool = makePool(as(config.url, APP_ROLE), config.poolMax);
   const db = new Kysely<DB>({ dialect: dialect(pool) });
-  const adminDb =
-    config.adminUrl === config.url ? db : new Kysely<DB>({ dialect: dialect(makePool(config.adminUrl, 2)) });
+  const systemDb = new Kysely<DB>({
+    dialect: dialect(makePool(as(config.systemUrl, SYSTEM_ROLE), config.systemPoolMax)),
+  });
+  const adminDb = new Kysely<DB>({ dialect: dialect(makePool(config.adminUrl, 2)) });
+  const currentUser = async (handle: Kysely<DB>) =>
+    (await sql<{ u: string }>`SELECT current_user AS u`.execute(handle)).rows[0]?.u;
   return {
     kind: 'postgres',
     db,
+    systemDb,
     adminDb,
     ping: async () => {
       await sql`select 1`.execute(db);
     },
+    checkSessionRoles: async () => {
+      for (const [name, handle, role] of [
+        ['DATABASE_URL', db, APP_ROLE],
+        ['DATABASE_SYSTEM_URL (else DATABASE_URL)', systemDb, SYSTEM_ROLE],
+      ] as const) {
+        const user = await currentUser(handle);
+        if (user !== role) {
+          throw new AppError(
+            'CONFIG_INVALID',
+            `${name}: its sessions run as ${user ?? 'unknown'}, not ${role}; the startup option "-c role=${role}" was dropped (a connection pooler?)`,
+          );
+        }
+      }
+    },
     poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     breaker: opts.policy,
     close: async () => {
-      await db.destroy();
-      if (adminDb !== db) await adminDb.destroy();
+      await Promise.all([db.destroy(), systemDb.destroy(), adminDb.destroy()]);
     },
   };
 }

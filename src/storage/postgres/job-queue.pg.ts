@@ -150,11 +150,12 @@ const REQUEUE = {
  * held while a job runs — the lease in `locked_until` stands in for it.
  */
 export class PgJobQueue implements JobQueue {
-  constructor(private readonly adminDb: Kysely<DB>) {}
+  /** `systemDb`: the pool whose sessions run as engram_system (see `Database`). */
+  constructor(private readonly systemDb: Kysely<DB>) {}
 
   private asSystem<T>(fn: (tx: Transaction<DB>) => Promise<T>): Promise<T> {
     return guard(() =>
-      this.adminDb.transaction().execute(async (tx) => {
+      this.systemDb.transaction().execute(async (tx) => {
         await sql`SELECT set_config('role', 'engram_system', true)`.execute(tx);
         return fn(tx);
       }),

@@ -813,34 +813,43 @@ const toOrgQuotas = (r: Selectable<OrgQuotasTable>): OrgQuotas => ({
   import: r.import_per_min,
 });
 
+/**
+ * System work across orgs, on the pools of `Database` (database.ts): lookups and
+ * writes on `systemDb` (sessions as engram_system), the API key door on the
+ * app's `db` (engram_app may only call engram_find_api_key), and maintenance
+ * that needs the owner (indexes, ANALYZE, VACUUM) on `adminDb`. The explicit
+ * SET ROLE engram_system in transactions is for PGlite, whose one session is
+ * its superuser.
+ */
 export class PgSystemStore implements SystemStore {
   constructor(
     private readonly db: Kysely<DB>,
+    private readonly systemDb: Kysely<DB>,
     private readonly adminDb: Kysely<DB>,
   ) {}
 
   async findOrgBySlug(slug: string): Promise<Org | undefined> {
-    const r = await this.adminDb.selectFrom('orgs').selectAll().where('slug', '=', slug).executeTakeFirst();
+    const r = await this.systemDb.selectFrom('orgs').selectAll().where('slug', '=', slug).executeTakeFirst();
     return r === undefined ? undefined : toOrg(r);
   }
 
   async findOrgById(id: string): Promise<Org | undefined> {
     if (!isUuid(id)) return undefined;
-    const r = await this.adminDb.selectFrom('orgs').selectAll().where('id', '=', id).executeTakeFirst();
+    const r = await this.systemDb.selectFrom('orgs').selectAll().where('id', '=', id).executeTakeFirst();
     return r === undefined ? undefined : toOrg(r);
   }
 
   async findOrgs(): Promise<Org[]> {
-    return (await this.adminDb.selectFrom('orgs').selectAll().orderBy('slug').execute()).map(toOrg);
+    return (await this.systemDb.selectFrom('orgs').selectAll().orderBy('slug').execute()).map(toOrg);
   }
 
   async insertOrg(org: { id: string; slug: string; name: string; region: string }): Promise<Org> {
-    const r = await guard(() => this.adminDb.insertInto('orgs').values(org).returningAll().executeTakeFirstOrThrow());
+    const r = await guard(() => this.systemDb.insertInto('orgs').values(org).returningAll().executeTakeFirstOrThrow());
     return toOrg(r);
   }
 
   async updateOrgRegion(slug: string, region: string): Promise<Org | undefined> {
-    const r = await this.adminDb
+    const r = await this.systemDb
       .updateTable('orgs')
       .set({ region })
       .where('slug', '=', slug)
@@ -851,7 +860,7 @@ export class PgSystemStore implements SystemStore {
 
   withAuditChain<T>(chainId: string, fn: (chain: AuditChainStore) => Promise<T>): Promise<T> {
     return guard(() =>
-      this.adminDb.transaction().execute(async (tx) => {
+      this.systemDb.transaction().execute(async (tx) => {
         await sql`SELECT set_config('role', 'engram_system', true)`.execute(tx);
         return fn(new PgAuditStore(tx, chainId, chainId === SYSTEM_CHAIN ? null : chainId));
       }),
@@ -871,17 +880,17 @@ export class PgSystemStore implements SystemStore {
   async findAuditChainIds(): Promise<Array<{ chainId: string; orgId: string | null }>> {
     const r = await sql<{ chain_id: string; org_id: string | null }>`
       SELECT chain_id, org_id FROM audit_heads UNION SELECT DISTINCT chain_id, org_id FROM audit_log
-      ORDER BY 1`.execute(this.adminDb);
+      ORDER BY 1`.execute(this.systemDb);
     return [...new Map(r.rows.map((x) => [x.chain_id, { chainId: x.chain_id, orgId: x.org_id }])).values()];
   }
 
   async findOrgIds(): Promise<string[]> {
-    const rows = await this.adminDb.selectFrom('orgs').select('id').orderBy('id').execute();
+    const rows = await this.systemDb.selectFrom('orgs').select('id').orderBy('id').execute();
     return rows.map((r) => r.id);
   }
 
   async findLocalRepoLocations(exceptOrgId: string): Promise<string[]> {
-    return this.adminDb.transaction().execute(async (tx) => {
+    return this.systemDb.transaction().execute(async (tx) => {
       await sql`SELECT set_config('role', 'engram_system', true)`.execute(tx);
       const r = await sql<{ location: string }>`SELECT location FROM code_repos
         WHERE org_id <> ${exceptOrgId}::uuid AND (source_kind = 'path' OR location LIKE 'file:%')`.execute(tx);
@@ -913,7 +922,7 @@ export class PgSystemStore implements SystemStore {
 
   async findOrgQuotas(orgId: string): Promise<OrgQuotas | undefined> {
     if (!isUuid(orgId)) return undefined;
-    const r = await this.adminDb.selectFrom('org_quotas').selectAll().where('org_id', '=', orgId).executeTakeFirst();
+    const r = await this.systemDb.selectFrom('org_quotas').selectAll().where('org_id', '=', orgId).executeTakeFirst();
     return r === undefined ? undefined : toOrgQuotas(r);
   }
 
@@ -927,7 +936,7 @@ export class PgSystemStore implements SystemStore {
       import_per_min: q.import,
     };
     const r = await guard(() =>
-      this.adminDb
+      this.systemDb
         .insertInto('org_quotas')
         .values({ org_id: orgId, ...values })
         .onConflict((oc) => oc.column('org_id').doUpdateSet({ ...values, updated_at: sql<Date>`now()` }))
@@ -1036,10 +1045,20 @@ export class PgSystemStore implements SystemStore {
     return vacuumed;
   }
 
-  /** Whether the app's connection may switch to engram_system (see PgMemoryStore.candidateIds). */
+  /**
+   * Whether the app's connection may switch to engram_system (see PgMemoryStore.candidateIds):
+   * tried, not looked up, since it depends on the login (session_user), not on the session's
+   * role (engram_app, which is no member), and on PostgreSQL 16+ on the membership's SET option.
+   */
   async canActAsSystem(): Promise<boolean> {
-    const r = await sql<{ ok: boolean }>`SELECT pg_has_role('engram_system', 'MEMBER') AS ok`.execute(this.db);
-    return r.rows[0]?.ok === true;
+    try {
+      await this.db.transaction().execute(async (tx) => {
+        await sql`SELECT set_config('role', 'engram_system', true)`.execute(tx);
+      });
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Memories always rank with Engram's own per-org BM25 (migration 0017), on every engine. */
