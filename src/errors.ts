@@ -87,7 +87,7 @@ export const errors = {
    * The org already holds as many of something as the server allows (its
    * repositories): refused until it removes one, so not worth retrying.
    */
-  quotaExceeded: (quota: 'repos', limit: number, used: number, message: string) =>
+  quotaExceeded: (quota: 'repos' | 'org_bytes', limit: number, used: number, message: string) =>
     new AppError('QUOTA_EXCEEDED', message, { details: { quota, limit, used }, retryable: false }),
   dimensionMismatch: (model: string, expected: number, got: number) =>
     new AppError(

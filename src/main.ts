@@ -477,6 +477,7 @@ export async function openEngram(config: Config, opts: OpenOptions): Promise<Eng
       analysis: createCodeAnalysis({ maxFileBytes: config.code.maxFileBytes }),
       precise: { enabled: config.code.precise, maxFiles: config.code.preciseMaxFiles },
       maxRepoBytes: config.code.maxRepoBytes,
+      maxOrgBytes: config.code.maxOrgBytes,
       statistics: system,
       vacuum,
     });

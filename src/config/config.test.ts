@@ -125,6 +125,12 @@ describe(loadConfig.name, () => {
       expect(loadConfig({ ENGRAM_DATA_DIR: dataDir, CODE_MAX_REPOS_PER_ORG: '3' }).code.maxReposPerOrg).toBe(3);
       expect(configError({ CODE_MAX_REPOS_PER_ORG: '0' }).message).toContain('CODE_MAX_REPOS_PER_ORG');
     });
+
+    it('caps an org at 2 GiB of indexed source unless CODE_MAX_ORG_BYTES says otherwise', () => {
+      expect(loadConfig({ ENGRAM_DATA_DIR: dataDir }).code.maxOrgBytes).toBe(2_147_483_648);
+      expect(loadConfig({ ENGRAM_DATA_DIR: dataDir, CODE_MAX_ORG_BYTES: '1000' }).code.maxOrgBytes).toBe(1000);
+      expect(configError({ CODE_MAX_ORG_BYTES: '0' }).message).toContain('CODE_MAX_ORG_BYTES');
+    });
   });
 
   describe('validation', () => {

@@ -158,6 +158,7 @@ const envSchema = z.object({
   CODE_PARSE_WORKER_MAX_MB: intFrom(512, 16, 16_384),
   CODE_MAX_REPO_BYTES: intFrom(268_435_456, 1, 1_099_511_627_776),
   CODE_MAX_REPOS_PER_ORG: intFrom(100, 1, 1_000_000),
+  CODE_MAX_ORG_BYTES: intFrom(2_147_483_648, 1, 1_099_511_627_776),
   SHUTDOWN_TIMEOUT_MS: intFrom(10_000, 0, 600_000),
   SHUTDOWN_DELAY_MS: intFrom(0, 0, 300_000),
   AUTH_ISSUER: z.string().trim().min(1).optional(),
@@ -348,6 +349,8 @@ export interface CodeConfig {
   readonly maxRepoBytes: number;
   /** Repositories one org may register; past it, registering answers 409 QUOTA_EXCEEDED. */
   readonly maxReposPerOrg: number;
+  /** Bytes of source files one org may have indexed across its repositories; a run that would pass it fails (not retried). */
+  readonly maxOrgBytes: number;
 }
 
 /** Git remotes: the outbound policy they pass and the limits of a clone. */
@@ -775,6 +778,7 @@ export function loadConfig(env: Env = process.env): Config {
       parseWorkerMaxMb: e.CODE_PARSE_WORKER_MAX_MB,
       maxRepoBytes: e.CODE_MAX_REPO_BYTES,
       maxReposPerOrg: e.CODE_MAX_REPOS_PER_ORG,
+      maxOrgBytes: e.CODE_MAX_ORG_BYTES,
     }),
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     shutdownDelayMs: e.SHUTDOWN_DELAY_MS,

@@ -172,6 +172,8 @@ export interface CodeStore {
    */
   lockRepoCount(): Promise<number>;
   findRepos(): Promise<Repo[]>;
+  /** Indexed source bytes (the sum of file sizes) of the org's repositories other than `repoId`. */
+  sumOtherReposBytes(repoId: string): Promise<number>;
   updateRepo(id: string, patch: RepoPatch): Promise<Repo | undefined>;
   deleteRepo(id: string): Promise<boolean>;
   countRepo(id: string): Promise<RepoCounts>;

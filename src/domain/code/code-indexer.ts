@@ -86,6 +86,12 @@ export interface CodeIndexerDeps {
    * finds more, or that reads more, fails without retries. Unlimited when undefined.
    */
   readonly maxRepoBytes?: number | undefined;
+  /**
+   * Bytes of source files one org may have indexed across all its repositories (CODE_MAX_ORG_BYTES):
+   * a run whose walk would take the org past it fails before reading anything, without retries,
+   * leaving the repository's previous index as it was. Unlimited when undefined.
+   */
+  readonly maxOrgBytes?: number | undefined;
   /** The precise pass: on (default) and the JS/TS file count above which a repository skips it. */
   readonly precise?: { readonly enabled: boolean; readonly maxFiles: number } | undefined;
   /** Planner statistics, refreshed after a run rewrote many files (see {@link ANALYZE_AFTER_FILES}). */
@@ -388,6 +394,20 @@ export class CodeIndexer {
       );
     const sourceBytes = files.reduce((n, f) => n + f.size, 0);
     if (sourceBytes > maxBytes) throw overQuota(sourceBytes);
+    const maxOrgBytes = this.deps.maxOrgBytes;
+    if (maxOrgBytes !== undefined) {
+      // This run replaces the repository's own index, so only the org's other repositories count with it.
+      const others = await tenant.withTenant(orgId, ({ code }) => code.sumOtherReposBytes(repo.id));
+      const used = others + sourceBytes;
+      if (used > maxOrgBytes) {
+        throw errors.quotaExceeded(
+          'org_bytes',
+          maxOrgBytes,
+          used,
+          `Indexing the repository's ${sourceBytes} bytes of source files would take the org to ${used} bytes, over this server's limit of ${maxOrgBytes} (CODE_MAX_ORG_BYTES); delete a repository to index this one`,
+        );
+      }
+    }
     // Files are read again by the run: one that grew since the walk counts with its new size.
     let bytesRead = 0;
     const read = async (f: WalkedFile): Promise<Uint8Array | undefined> => {

@@ -240,6 +240,13 @@ export class PgCodeStore implements CodeStore {
     return r.rows[0]?.n ?? 0;
   }
 
+  async sumOtherReposBytes(repoId: string): Promise<number> {
+    // One pass over the org's rows of code_files, found by its (org_id, repo_id, path) key.
+    const r = await sql<{ n: string }>`SELECT coalesce(sum(size), 0)::bigint AS n FROM code_files
+      WHERE org_id = ${this.orgId} AND repo_id <> ${repoId}`.execute(this.tx);
+    return Number(r.rows[0]?.n ?? 0);
+  }
+
   async findRepos(): Promise<Repo[]> {
     const r = await sql<RepoRowDb>`SELECT ${REPO_COLUMNS} FROM code_repos
       WHERE org_id = ${this.orgId} ORDER BY id`.execute(this.tx);
