@@ -498,7 +498,7 @@ export class PgMemoryStore implements MemoryStore {
    * candidates: one index-only scan per term, summed per memory. The
    * rarest terms, up to {@link LEXICAL_POSTINGS_CAP} postings, find the
    * candidates; commoner terms past the cap add their share only to the
-   * best {@link LEXICAL_RESCORE} of those (Lucene's common-terms idea), so
+   * best {@link LEXICAL_RESCORE} (or twice the limit) of those (Lucene's common-terms idea), so
    * a query of everyday words reads a bounded number of postings.
    */
   private async searchPostings(
@@ -526,15 +526,16 @@ export class PgMemoryStore implements MemoryStore {
         FROM unnest(${rare.map((t) => t.term)}::text[], ${rare.map((t) => t.idf)}::float8[]) AS q (term, idf)
         JOIN memory_postings p ON p.org_id = ${this.orgId} AND p.term = q.term
         GROUP BY p.memory_id
-        ORDER BY score DESC, p.memory_id DESC LIMIT ${common.length === 0 ? limit : Math.max(limit, LEXICAL_RESCORE)}
-      ), c AS (
-        SELECT p.memory_id, sum(${weight})::float8 AS score
-        FROM r CROSS JOIN unnest(${common.map((t) => t.term)}::text[], ${common.map((t) => t.idf)}::float8[]) AS q (term, idf)
-        JOIN memory_postings p ON p.org_id = ${this.orgId} AND p.term = q.term AND p.memory_id = r.memory_id
-        GROUP BY p.memory_id
+        ORDER BY score DESC, p.memory_id DESC LIMIT ${common.length === 0 ? limit : Math.max(2 * limit, LEXICAL_RESCORE)}
       )
+      -- Commoner terms: probed per candidate (index-only, ~2 µs a probe),
+      -- not scanned whole and hash-joined (their lists are the longest).
       SELECT r.memory_id AS id, (r.score + coalesce(c.score, 0))::float8 AS score
-      FROM r LEFT JOIN c ON c.memory_id = r.memory_id
+      FROM r LEFT JOIN LATERAL (
+        SELECT sum(${weight})::float8 AS score
+        FROM unnest(${common.map((t) => t.term)}::text[], ${common.map((t) => t.idf)}::float8[]) AS q (term, idf)
+        JOIN memory_postings p ON p.org_id = ${this.orgId} AND p.term = q.term AND p.memory_id = r.memory_id
+      ) c ON true
       ORDER BY score DESC, r.memory_id DESC LIMIT ${limit}`.execute(this.tx)
     ).rows;
     if (scored.length === 0) return [];
@@ -668,7 +669,7 @@ export const LEXICAL_CANDIDATE_CAP = 20_000;
  * (docs/search.md).
  */
 export const LEXICAL_POSTINGS_CAP = 30_000;
-export const LEXICAL_RESCORE = 1_000;
+export const LEXICAL_RESCORE = 400;
 
 /**
  * Below this many memories matching a filter (a user's, a session's),
