@@ -61,6 +61,36 @@ const checkOpened = (st: Stats, maxBytes: number): RepoRead | undefined => {
  * caller with a synchronous API (the TypeScript compiler's host), where the
  * size cap bounds how long the event loop waits.
  */
+/**
+ * The buffer of one capped read, for {@link RepoFiles.read} and its sync
+ * twin: sized from fstat, grown (to the cap + 1 at most) for a file that
+ * grows while it is read.
+ */
+class CappedBuffer {
+  buf: Buffer;
+  n = 0;
+
+  constructor(
+    size: number,
+    private readonly maxBytes: number,
+  ) {
+    this.buf = Buffer.allocUnsafe(Math.min(size, maxBytes) + 1);
+  }
+
+  /** Counts `bytesRead` in; the read's result once it is over (end of file, or past the cap), else undefined. */
+  advance(bytesRead: number): RepoRead | undefined {
+    if (bytesRead === 0) return { bytes: this.buf.subarray(0, this.n) };
+    this.n += bytesRead;
+    if (this.n > this.maxBytes) return { refused: 'too-large', size: this.n };
+    if (this.n === this.buf.length) {
+      const grown = Buffer.allocUnsafe(Math.min(this.buf.length * 2, this.maxBytes + 1));
+      this.buf.copy(grown, 0, 0, this.n);
+      this.buf = grown;
+    }
+    return undefined;
+  }
+}
+
 export class RepoFiles {
   private constructor(readonly realRoot: string) {}
 
@@ -103,20 +133,12 @@ export class RepoFiles {
         const real = await realpath(abs);
         if (!within(real, this.realRoot) || !sameFile(await stat(real), st)) return { refused: 'outside' };
       }
-      let buf = Buffer.allocUnsafe(Math.min(st.size, maxBytes) + 1);
-      let n = 0;
+      const into = new CappedBuffer(st.size, maxBytes);
       for (;;) {
-        const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
-        if (bytesRead === 0) break;
-        n += bytesRead;
-        if (n > maxBytes) return { refused: 'too-large', size: n };
-        if (n === buf.length) {
-          const grown = Buffer.allocUnsafe(Math.min(buf.length * 2, maxBytes + 1));
-          buf.copy(grown, 0, 0, n);
-          buf = grown;
-        }
+        const { bytesRead } = await fh.read(into.buf, into.n, into.buf.length - into.n, into.n);
+        const done = into.advance(bytesRead);
+        if (done !== undefined) return done;
       }
-      return { bytes: buf.subarray(0, n) };
     } catch (e) {
       return { refused: refusalOf(e) };
     } finally {
@@ -143,20 +165,11 @@ export class RepoFiles {
         const real = realpathSync(abs);
         if (!within(real, this.realRoot) || !sameFile(statSync(real), st)) return { refused: 'outside' };
       }
-      let buf = Buffer.allocUnsafe(Math.min(st.size, maxBytes) + 1);
-      let n = 0;
+      const into = new CappedBuffer(st.size, maxBytes);
       for (;;) {
-        const bytesRead = readSync(fd, buf, n, buf.length - n, n);
-        if (bytesRead === 0) break;
-        n += bytesRead;
-        if (n > maxBytes) return { refused: 'too-large', size: n };
-        if (n === buf.length) {
-          const grown = Buffer.allocUnsafe(Math.min(buf.length * 2, maxBytes + 1));
-          buf.copy(grown, 0, 0, n);
-          buf = grown;
-        }
+        const done = into.advance(readSync(fd, into.buf, into.n, into.buf.length - into.n, into.n));
+        if (done !== undefined) return done;
       }
-      return { bytes: buf.subarray(0, n) };
     } catch (e) {
       return { refused: refusalOf(e) };
     } finally {
