@@ -485,12 +485,7 @@ export class PgMemoryStore implements MemoryStore {
       JOIN unnest(${terms.map((t) => t.term)}::text[], ${terms.map((t) => idf(Number(t.df)))}::float8[]) AS q (term, idf)
         ON q.term = u.lexeme
       GROUP BY c.id ORDER BY score DESC, c.id DESC LIMIT ${q.limit}`);
-    if (scored.length === 0) return [];
-    const rows = await this.findByIds(scored.map((r) => r.id));
-    return scored.flatMap((r) => {
-      const m = rows.get(r.id);
-      return m === undefined ? [] : [{ memory: m, score: Number(r.score) }];
-    });
+    return this.withMemories(scored);
   }
 
   /**
@@ -538,12 +533,7 @@ export class PgMemoryStore implements MemoryStore {
       ) c ON true
       ORDER BY score DESC, r.memory_id DESC LIMIT ${limit}`.execute(this.tx)
     ).rows;
-    if (scored.length === 0) return [];
-    const rows = await this.findByIds(scored.map((r) => r.id));
-    return scored.flatMap((r) => {
-      const m = rows.get(r.id);
-      return m === undefined ? [] : [{ memory: m, score: Number(r.score) }];
-    });
+    return this.withMemories(scored);
   }
 
   async findNeighbours(q: NeighbourQuery): Promise<Array<{ of: string; memory: Memory }>> {
@@ -573,6 +563,16 @@ export class PgMemoryStore implements MemoryStore {
       this.tx,
     );
     return r.rows.map((row) => ({ of: row.of_id, memory: toMemory(row) }));
+  }
+
+  /** Ranked ids with their memories (read as engram_app), in rank order. */
+  private async withMemories(scored: ReadonlyArray<{ id: string; score: number }>): Promise<RankedMemory[]> {
+    if (scored.length === 0) return [];
+    const rows = await this.findByIds(scored.map((r) => r.id));
+    return scored.flatMap((r) => {
+      const m = rows.get(r.id);
+      return m === undefined ? [] : [{ memory: m, score: Number(r.score) }];
+    });
   }
 
   /** Memories by id, as engram_app (under RLS). */
